@@ -1,0 +1,1 @@
+"""aesthetix: multi-task CNN for image aesthetic assessment in JAX/Flax."""

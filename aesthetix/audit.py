@@ -1,0 +1,65 @@
+"""Table 2 of the paper beside the parameter counts of the model a config builds."""
+
+from aesthetix import model as model_lib
+
+PARTS = ('pretrained', 'fully_connected', 'output')
+
+
+def table2_counts(params):
+  """Parameters per Table 2 part, counted from a params tree (arrays or shapes)."""
+  head = params[model_lib.HEAD]
+  hidden = {k: v for k, v in head.items() if k.startswith('fc')}
+  outputs = {k: v for k, v in head.items() if k.startswith('output')}
+  counts = dict(pretrained=model_lib.count_params(params[model_lib.BACKBONE]),
+                fully_connected=model_lib.count_params(hidden),
+                output=model_lib.count_params(outputs))
+  if sum(counts.values()) != model_lib.count_params(params):
+    raise AssertionError('Table 2 parts do not cover every parameter.')
+  return counts
+
+
+def compared_parts(config):
+  """Parts whose count the paper gives for this config's model.
+
+  Table 2 describes the multi-task model; its output row does not apply to
+  the single-task ablation.
+  """
+  return PARTS if config.model.tasks == 'multi' else PARTS[:2]
+
+
+def _ratio(a, b):
+  return f'{a / b:.2f}x' if b else 'n/a'
+
+
+def table2_report(config, counts):
+  """(Markdown table, list of mismatching parts) for `counts` vs the paper."""
+  paper, pan = config.paper.table2, config.paper.table2_pan
+  hidden = '-'.join(str(u) for u in config.model.hidden_units)
+  n_out = sum(model_lib.model_groups(config))
+  labels = dict(pretrained='Pre-trained network (VGG16 / ResNet-50)',
+                fully_connected=f'Fully-connected layers ({hidden} / 512-128)',
+                output=f'Output layer ({n_out} / Pan et al.)')
+  compared = compared_parts(config)
+  rows = ['| Part | Paper | This model | Match | Pan et al. | Pan et al. / this model |',
+          '|---|---:|---:|:---:|---:|---:|']
+  mismatches = []
+  for part in PARTS:
+    ok = counts[part] == paper[part]
+    if part in compared and not ok:
+      mismatches.append(part)
+    match = ('yes' if ok else 'NO') if part in compared else 'not in Table 2'
+    rows.append(f'| {labels[part]} | {paper[part]:,} | {counts[part]:,} | {match} '
+                f'| {pan[part]:,} | {_ratio(pan[part], counts[part])} |')
+  total, paper_total, pan_total = (sum(d[p] for p in PARTS)
+                                   for d in (counts, paper, pan))
+  rows.append(f'| Total | {paper_total:,} | {total:,} | | {pan_total:,} '
+              f'| {_ratio(pan_total, total)} |')
+  return '\n'.join(rows), mismatches
+
+
+def run_audit(config):
+  """Builds the model's params tree (shapes only) and compares it with Table 2."""
+  model = model_lib.build_model(config)
+  counts = table2_counts(model_lib.param_shapes(model, config.dataset.image_size))
+  table, mismatches = table2_report(config, counts)
+  return counts, table, mismatches

@@ -1,0 +1,186 @@
+"""The paper's multi-task regressor: VGG16, global average pooling, and the head.
+
+Outputs are sigmoids in [0, 1], in `targets.output_names` order (overall score
+first, then the attributes); `targets.from_unit` maps them to a dataset's scale.
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aesthetix import targets
+from aesthetix import vgg16
+
+BACKBONE = 'vgg16'
+HEAD = 'head'
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+TASKS = ('multi', 'overall')
+OUTPUT_LAYERS = ('shared', 'separate')
+
+
+def hidden_layer_name(i):
+  """Keras-style name of the i-th hidden Dense layer (fc1, fc2, ...)."""
+  return f'fc{i + 1}'
+
+
+def output_layer_names(groups):
+  """Names of the output Dense layers, one per group of outputs."""
+  if len(groups) == 1:
+    return ('output',)
+  return ('output_overall', 'output_attributes')
+
+
+def output_groups(tasks, output_layers, num_attributes):
+  """Sizes of the output layers: (K+1,), (1, K) or, single-task, (1,)."""
+  if tasks not in TASKS:
+    raise ValueError(f'model.tasks must be one of {TASKS}, got {tasks!r}.')
+  if output_layers not in OUTPUT_LAYERS:
+    raise ValueError(
+        f'model.output_layers must be one of {OUTPUT_LAYERS}, got {output_layers!r}.')
+  if tasks == 'overall':
+    return (1,)
+  if output_layers == 'separate':
+    return (1, num_attributes)
+  return (num_attributes + 1,)
+
+
+class MultiTaskHead(nn.Module):
+  """Dense+ReLU layers, dropout on the last one, sigmoid output layer(s).
+
+  features: [B, F] pooled backbone features -> [B, sum(groups)] in [0, 1].
+  """
+  hidden_units: Sequence[int]
+  dropout: float
+  groups: Sequence[int]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features, train: bool):
+    dense = lambda n, name: nn.Dense(
+        n, dtype=self.dtype, param_dtype=jnp.float32, name=name,
+        kernel_init=nn.initializers.glorot_uniform(),
+        bias_init=nn.initializers.zeros)
+    x = features
+    for i, units in enumerate(self.hidden_units):
+      x = nn.relu(dense(units, hidden_layer_name(i))(x))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    names = output_layer_names(self.groups)
+    logits = [dense(n, name)(x) for n, name in zip(self.groups, names)]
+    return nn.sigmoid(jnp.concatenate(logits, axis=-1).astype(jnp.float32))
+
+
+def global_average_pool(x):
+  """[B, H, W, C] -> [B, C], averaged in float32."""
+  return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+
+class AestheticsModel(nn.Module):
+  """uint8 RGB images [B, H, W, 3] -> scores [B, n] in [0, 1]."""
+  hidden_units: Sequence[int]
+  dropout: float
+  groups: Sequence[int]
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    self.vgg16 = vgg16.VGG16(dtype=self.dtype, name=BACKBONE)
+    self.head = MultiTaskHead(self.hidden_units, self.dropout, self.groups,
+                              dtype=self.dtype, name=HEAD)
+
+  def __call__(self, images, train: bool = False):
+    return self.head(self.features(images), train)
+
+  def features(self, images):
+    """The pooled 512 backbone features [B, 512] of uint8 images."""
+    return global_average_pool(self.vgg16(vgg16.preprocess_input(images)))
+
+  def features_from(self, activations, start_after):
+    """Pooled features from the output of backbone layer `start_after`."""
+    return global_average_pool(self.vgg16(activations, start_after=start_after))
+
+  def backbone_prefix(self, images, stop_after):
+    """Output of backbone layer `stop_after` for uint8 images."""
+    return self.vgg16(vgg16.preprocess_input(images), stop_after=stop_after)
+
+  def head_only(self, features, train: bool = False):
+    """The head on pooled features [B, 512]."""
+    return self.head(features, train)
+
+
+def model_groups(config):
+  """Output layer sizes for `config.model` on `config.dataset`."""
+  num_attributes = len(targets.spec(config.dataset.name).attributes)
+  return output_groups(config.model.tasks, config.model.output_layers,
+                       num_attributes)
+
+
+def build_model(config):
+  """The model described by `config.model` for `config.dataset`'s outputs."""
+  if config.model.dtype not in DTYPES:
+    raise ValueError(f'model.dtype must be one of {tuple(DTYPES)}, '
+                     f'got {config.model.dtype!r}.')
+  return AestheticsModel(hidden_units=tuple(config.model.hidden_units),
+                         dropout=config.model.dropout,
+                         groups=model_groups(config),
+                         dtype=DTYPES[config.model.dtype])
+
+
+def init_params(model, rng, image_size):
+  """Randomly initialised params (Keras initialisers) for square images."""
+  images = jnp.zeros((1, image_size, image_size, 3), jnp.uint8)
+  return jax.jit(lambda r: model.init(r, images, train=False))(rng)['params']
+
+
+def count_params(tree):
+  """Number of scalars in a pytree of arrays."""
+  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def param_shapes(model, image_size):
+  """The params tree as ShapeDtypeStructs, without computing anything."""
+  images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.uint8)
+  variables = jax.eval_shape(
+      lambda r, x: model.init(r, x, train=False), jax.random.key(0), images)
+  return variables['params']
+
+
+def pretrained_layers(backbone_weights):
+  """Backbone layers for `config.model.backbone_weights`, or None for random.
+
+  'imagenet': Keras' file (cache or download, else a clear error);
+  'imagenet_if_present': Keras' cached file if there, else None (random), logged;
+  'random': None; anything else: a path to a Keras .h5 or converted .msgpack.
+  """
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from aesthetix import keras_weights  # pylint: disable=g-import-not-at-top
+  if backbone_weights == 'random':
+    return None
+  if backbone_weights == 'imagenet_if_present':
+    try:
+      path = keras_weights.imagenet_weights_path(download=False)
+    except keras_weights.WeightsError:
+      logging.warning('No ImageNet VGG16 weights in %s: the backbone starts '
+                      'from random weights.', keras_weights.keras_cache_dir())
+      return None
+  elif backbone_weights == 'imagenet':
+    path = keras_weights.imagenet_weights_path()
+  else:
+    path = backbone_weights
+  layers = keras_weights.read_layers(path)
+  keras_weights.check_vgg16_layers(layers, path)
+  logging.info('Backbone weights from %s', path)
+  return layers
+
+
+def initial_params(config, model, rng):
+  """Initial params: Keras-style random init, backbone from the configured weights."""
+  from aesthetix import keras_weights  # pylint: disable=g-import-not-at-top
+  params = init_params(model, rng, config.dataset.image_size)
+  layers = pretrained_layers(config.model.backbone_weights)
+  if layers is not None:
+    params = keras_weights.assign_layers(params, layers,
+                                         config.model.backbone_weights)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+  return params

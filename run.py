@@ -1,0 +1,74 @@
+"""aesthetix: the one entry point.
+
+  python run.py --config=configs/aadb.py --workdir=W              # train + evaluate
+  python run.py --config=configs/aadb.py --mode=audit             # Table 2
+  python run.py --mode=convert_weights --keras_h5=IN.h5 --out=OUT.msgpack
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+MODES = ('train', 'audit', 'convert_weights')
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, e.g. configs/aadb.py or configs/aadb.py:single_task.',
+    lock_config=True)
+_MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
+_KERAS_H5 = flags.DEFINE_string('keras_h5', None, 'convert_weights: Keras weights file.')
+_OUT = flags.DEFINE_string('out', None, 'convert_weights: output .msgpack file.')
+
+
+def _require(value, flag):
+  if not value:
+    raise app.UsageError(f'--mode={_MODE.value} needs --{flag}.')
+  return value
+
+
+def audit(config):
+  from aesthetix import audit as audit_lib  # pylint: disable=g-import-not-at-top
+  counts, table, mismatches = audit_lib.run_audit(config)
+  print(f'Table 2 of Soydaner & Wagemans vs this model ({config.dataset.name}, '
+        f'tasks={config.model.tasks}, output_layers={config.model.output_layers})\n')
+  print(table)
+  if mismatches:
+    print(f'\nMISMATCH with the paper: {", ".join(mismatches)}')
+    return 1
+  print('\nAll counts match the paper.')
+  return 0
+
+
+def convert_weights():
+  from aesthetix import keras_weights  # pylint: disable=g-import-not-at-top
+  src, dst = _require(_KERAS_H5.value, 'keras_h5'), _require(_OUT.value, 'out')
+  try:
+    layers = keras_weights.convert(src, dst)
+  except keras_weights.WeightsError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(f'Wrote {len(layers)} layers from {src} to {dst}.')
+  return 0
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  mode = _MODE.value
+  if mode == 'convert_weights':
+    return convert_weights()
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError(f'--mode={mode} needs --config (e.g. configs/aadb.py).')
+  if mode == 'audit':
+    return audit(config)
+  from aesthetix import train  # pylint: disable=g-import-not-at-top
+  return train.train_and_evaluate(config, _require(_WORKDIR.value, 'workdir'))
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

@@ -1,0 +1,110 @@
+"""The whole multi-task model against Keras, and its parameter counts against Table 2."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from aesthetix import audit
+from aesthetix import keras_weights
+from aesthetix import model as model_lib
+from configs import aadb
+from configs import eva
+from tests import keras_reference
+
+IMAGE_SIZE = 32
+RTOL = 1e-4
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(factory=aadb.get_config, variant=None):
+  config = factory(variant)
+  config.dataset.image_size = IMAGE_SIZE
+  config.model.backbone_weights = 'random'
+  return config
+
+
+@pytest.mark.parametrize('variant', [None, 'separate_outputs'])
+def test_whole_model_matches_keras(tmp_path, variant):
+  config = tiny_config(variant=variant)
+  model = model_lib.build_model(config)
+  keras_model = keras_reference.keras_multitask(
+      IMAGE_SIZE, model.groups, dropout=config.model.dropout)
+  path = tmp_path / 'multitask.weights.h5'
+  keras_model.save_weights(path)
+  keras_weights.convert(path, tmp_path / 'multitask.msgpack')
+  layers = keras_weights.read_layers(tmp_path / 'multitask.msgpack')
+  assert {'fc1', 'fc2'} <= set(layers)
+
+  params = model_lib.init_params(model, jax.random.key(0), IMAGE_SIZE)
+  params = keras_weights.assign_layers(params, layers, str(path))
+  images = keras_reference.random_images(np.random.default_rng(2), 4, IMAGE_SIZE)
+  ours = model.apply({'params': params}, images, train=False)
+  theirs = keras_model.predict(keras_reference.keras_preprocess(images), verbose=0)
+  assert ours.shape == theirs.shape == (4, 12)
+  err = np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs))
+  assert err < RTOL
+
+
+def test_random_init_follows_keras_initialisers():
+  config = tiny_config()
+  params = model_lib.init_params(model_lib.build_model(config), jax.random.key(0),
+                                 IMAGE_SIZE)
+  fc1 = params['head']['fc1']
+  limit = np.sqrt(6 / (512 + 128))  # Glorot uniform.
+  assert np.all(np.abs(fc1['kernel']) <= limit)
+  assert np.abs(fc1['kernel']).max() > 0.9 * limit
+  assert np.all(fc1['bias'] == 0)
+
+
+def test_dropout_only_in_training():
+  config = tiny_config()
+  model = model_lib.build_model(config)
+  params = model_lib.init_params(model, jax.random.key(0), IMAGE_SIZE)
+  features = np.random.default_rng(0).normal(size=(8, 512)).astype(np.float32) * 50
+  run = lambda train, rng: model.apply({'params': params}, features, train,
+                                       method=model.head_only, rngs={'dropout': rng})
+  np.testing.assert_array_equal(run(False, jax.random.key(1)), run(False, jax.random.key(2)))
+  assert not np.allclose(run(True, jax.random.key(1)), run(True, jax.random.key(2)))
+
+
+@pytest.mark.parametrize('factory, variant, expected', [
+    (aadb.get_config, None, dict(pretrained=14_714_688, fully_connected=73_920, output=780)),
+    (eva.get_config, None, dict(pretrained=14_714_688, fully_connected=73_920, output=325)),
+    (aadb.get_config, 'separate_outputs',
+     dict(pretrained=14_714_688, fully_connected=73_920, output=65 + 715)),
+    (aadb.get_config, 'single_task', dict(pretrained=14_714_688, fully_connected=73_920, output=65)),
+    (eva.get_config, 'single_task', dict(pretrained=14_714_688, fully_connected=73_920, output=65)),
+])
+def test_table2_counts(factory, variant, expected):
+  config = factory(variant)
+  counts, table, mismatches = audit.run_audit(config)
+  assert counts == expected
+  assert mismatches == []
+  assert '14,714,688' in table and '23,587,712' in table and '1,548' in table
+
+
+def test_audit_flags_a_head_that_differs_from_the_paper():
+  config = aadb.get_config()
+  config.model.hidden_units = (256, 64)
+  counts, _, mismatches = audit.run_audit(config)
+  assert counts['fully_connected'] == 512 * 256 + 256 + 256 * 64 + 64
+  assert mismatches == ['fully_connected']
+
+
+def run_cli(*args):
+  return subprocess.run([sys.executable, 'run.py', *args], capture_output=True,
+                        text=True, cwd=REPO)
+
+
+def test_audit_cli_exit_codes():
+  ok = run_cli('--config=configs/eva.py', '--mode=audit')
+  assert ok.returncode == 0, ok.stderr
+  assert '| Output layer (5 / Pan et al.) | 325 | 325 | yes | 1,548 | 4.76x |' in ok.stdout
+  bad = run_cli('--config=configs/aadb.py', '--mode=audit', '--config.model.dropout=0.3',
+                '--config.model.hidden_units=(128, 32)')
+  assert bad.returncode == 1
+  assert 'MISMATCH with the paper: fully_connected' in bad.stdout
