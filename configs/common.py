@@ -55,6 +55,10 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
       max_train_examples=0,
       # Dataset build: skip unreadable images (and report how many) instead of failing.
       skip_unreadable=False,
+      # Extra keyword arguments for the TFDS builder (e.g. the synthetic set's sizes).
+      builder_kwargs=config_dict.placeholder(dict),
+      # tf.image.resize method from the stored size to image_size.
+      resize_method='bilinear',
   ))
 
   c.model = ml_collections.ConfigDict(dict(
