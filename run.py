@@ -2,9 +2,11 @@
 
   python run.py --config=configs/aadb.py --workdir=W              # train + evaluate
   python run.py --config=configs/aadb.py --mode=audit             # Table 2
+  python run.py --mode=evaluate --workdir=W [--eval_dataset=eva]  # test split again
   python run.py --mode=convert_weights --keras_h5=IN.h5 --out=OUT.msgpack
 """
 
+import logging as std_logging
 import sys
 
 from absl import app
@@ -12,7 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-MODES = ('train', 'audit', 'convert_weights')
+MODES = ('train', 'evaluate', 'audit', 'convert_weights')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/aadb.py or configs/aadb.py:single_task.',
@@ -21,6 +23,11 @@ _MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
 _KERAS_H5 = flags.DEFINE_string('keras_h5', None, 'convert_weights: Keras weights file.')
 _OUT = flags.DEFINE_string('out', None, 'convert_weights: output .msgpack file.')
+_EVAL_DATASET = flags.DEFINE_string(
+    'eval_dataset', None, 'evaluate: another dataset to test on (cross-dataset, '
+    'overall score only), e.g. eva for a model trained on aadb.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'evaluate: TFDS data_dir of the test data.')
+_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'evaluate: manual dir of the test data.')
 
 
 def _require(value, flag):
@@ -54,12 +61,27 @@ def convert_weights():
   return 0
 
 
+def evaluate():
+  from aesthetix import report  # pylint: disable=g-import-not-at-top
+  from aesthetix import train  # pylint: disable=g-import-not-at-top
+  result, path = train.evaluate_workdir(_require(_WORKDIR.value, 'workdir'),
+                                        _EVAL_DATASET.value, _DATA_DIR.value,
+                                        _MANUAL_DIR.value)
+  print(f"Trained on {result['trained_on']}, tested on {result['evaluated_on']} "
+        f"({result['split']} split):\n")
+  print(report.metrics_table(result['metrics']))
+  print(f'\nWritten to {path}')
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   mode = _MODE.value
   if mode == 'convert_weights':
     return convert_weights()
+  if mode == 'evaluate':
+    return evaluate()
   config = _CONFIG.value
   if config is None:
     raise app.UsageError(f'--mode={mode} needs --config (e.g. configs/aadb.py).')
@@ -69,6 +91,14 @@ def main(argv):
   return train.train_and_evaluate(config, _require(_WORKDIR.value, 'workdir'))
 
 
+def _quiet_library_logs():
+  """Keeps Orbax's per-file INFO lines out of the run log (warnings still show)."""
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= std_logging.WARNING
+      or '/orbax/' not in record.pathname)
+
+
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
+  _quiet_library_logs()
   app.run(main)

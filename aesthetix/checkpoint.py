@@ -1,0 +1,120 @@
+"""Orbax checkpoints of the train state, and the workdir's config guard.
+
+A checkpoint holds three items: 'params' (alone enough to use the model),
+'train' (optimizer state, step, RNG) and 'meta' (stage and epoch, JSON).
+Checkpoint numbers count finished epochs over both stages, so the latest one
+is where a stopped run carries on.
+"""
+
+import json
+import os
+
+import jax
+from ml_collections import config_dict
+import numpy as np
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+# Fields that may change between a run and its resumption: where data lives,
+# how often to log, how to evaluate. Anything else changes what is trained.
+RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'log_every_steps',
+                    'eval_batch_size', 'checkpoint_max_to_keep')
+
+
+class IncompatibleWorkdirError(ValueError):
+  """The workdir holds a run of a different config."""
+
+
+def _flatten(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + '.'))
+    else:
+      out[key] = v
+  return out
+
+
+def config_to_json(config):
+  return json.loads(config.to_json_best_effort())
+
+
+def stored_config(workdir):
+  """The config a workdir was trained with (a ConfigDict), or None."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return config_dict.ConfigDict(json.load(f))
+
+
+def config_differences(old, new):
+  """Dotted names of fields that differ, ignoring RESUMABLE_FIELDS."""
+  a, b = _flatten(config_to_json(old)), _flatten(config_to_json(new))
+  return sorted(k for k in set(a) | set(b)
+                if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k))
+
+
+def claim_workdir(workdir, config):
+  """Writes the config to a new workdir; refuses one that holds another config."""
+  old = stored_config(workdir)
+  if old is not None:
+    diff = config_differences(old, config)
+    if diff:
+      raise IncompatibleWorkdirError(
+          f'{workdir} holds a run with a different config ({", ".join(diff)} '
+          f'differ from {os.path.join(workdir, CONFIG_FILE)}). Use a new --workdir, '
+          'or the same config to resume; nothing was changed.')
+    return
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
+    with open(tmp, 'w') as f:
+      json.dump(config_to_json(config), f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+
+
+def manager(workdir, max_to_keep=None, read_only=False):
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                         read_only=read_only)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+                               options=options, item_names=('params', 'train', 'meta'))
+
+
+def save(mngr, number, state, meta):
+  """Saves `state` ({'params', 'opt_state', 'step', 'rng'}, host arrays) and `meta`."""
+  state = jax.tree_util.tree_map(np.asarray, state)  # Orbax takes arrays, not scalars.
+  train = {k: v for k, v in state.items() if k != 'params'}
+  mngr.save(number, args=ocp.args.Composite(
+      params=ocp.args.StandardSave(state['params']),
+      train=ocp.args.StandardSave(train),
+      meta=ocp.args.JsonSave(meta)))
+  mngr.wait_until_finished()
+
+
+def restore_meta(mngr, number):
+  return mngr.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
+def restore(mngr, number, like):
+  """The state saved as `number`, shaped like `like` (a state of the same stage)."""
+  train_like = {k: v for k, v in like.items() if k != 'params'}
+  abstract = lambda t: jax.tree_util.tree_map(
+      lambda x: ocp.utils.to_shape_dtype_struct(np.asarray(x)), t)
+  restored = mngr.restore(number, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract(like['params'])),
+      train=ocp.args.StandardRestore(abstract(train_like))))
+  return {'params': restored['params'], **restored['train']}
+
+
+def restore_params(workdir, like, number=None):
+  """Just the params of checkpoint `number` (default: the latest) of a workdir."""
+  mngr = manager(workdir, read_only=True)
+  number = mngr.latest_step() if number is None else number
+  if number is None:
+    raise FileNotFoundError(f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}.')
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+  return mngr.restore(number, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract)))['params']

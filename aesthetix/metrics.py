@@ -1,0 +1,67 @@
+"""Evaluation metrics in the dataset's own scale (scipy for the correlations)."""
+
+import numpy as np
+from scipy import stats
+
+# Table 3/9 style: the overall score's range split into this many equal intervals.
+NUM_SCORE_INTERVALS = 10
+
+
+def output_metrics(names, y_true, y_pred):
+  """Per output: Spearman's rho and p-value, Pearson's r and p-value, MSE.
+
+  y_true, y_pred: [N, n] in the dataset's scale, columns in `names` order.
+  """
+  y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+  results = {}
+  for i, name in enumerate(names):
+    t, p = y_true[:, i], y_pred[:, i]
+    rho, rho_p = _correlation(stats.spearmanr, t, p)
+    r, r_p = _correlation(stats.pearsonr, t, p)
+    results[name] = dict(spearman=rho, spearman_p=rho_p, pearson=r, pearson_p=r_p,
+                         mse=float(np.mean((t - p) ** 2)), n=int(len(t)))
+  return results
+
+
+def _correlation(fn, a, b):
+  """(statistic, p-value), NaN when either side is constant (undefined)."""
+  if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    return float('nan'), float('nan')
+  result = fn(a, b)
+  return float(result[0]), float(result[1])
+
+
+def rank_correlation_matrix(values):
+  """Spearman's rho between every pair of columns of [N, n] (Fig. 9/14)."""
+  values = np.asarray(values, np.float64)
+  if values.shape[1] == 1:
+    return np.ones((1, 1))
+  constant = np.ptp(values, axis=0) == 0
+  matrix = np.atleast_2d(stats.spearmanr(values).statistic)
+  matrix[constant, :] = np.nan
+  matrix[:, constant] = np.nan
+  return matrix
+
+
+def score_intervals(y_true, y_pred, lo, hi, num=NUM_SCORE_INTERVALS):
+  """Table 3/9: ground-truth frequency per interval of [lo, hi], and coverage.
+
+  Returns (rows, summary): one row per interval with its bounds, the number of
+  test images whose true score falls in it, and how many of those lie inside
+  the model's prediction range [min prediction, max prediction]; the summary
+  gives that range and the share of all test images inside it.
+  """
+  y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+  edges = np.linspace(lo, hi, num + 1)
+  # The last interval is closed so that the maximum score is counted.
+  bins = np.clip(np.searchsorted(edges, y_true, side='right') - 1, 0, num - 1)
+  pred_lo, pred_hi = float(y_pred.min()), float(y_pred.max())
+  inside = (y_true >= pred_lo) & (y_true <= pred_hi)
+  rows = [dict(lo=float(edges[i]), hi=float(edges[i + 1]),
+               count=int(np.sum(bins == i)),
+               inside_prediction_range=int(np.sum(inside & (bins == i))))
+          for i in range(num)]
+  summary = dict(prediction_min=pred_lo, prediction_max=pred_hi,
+                 share_inside_prediction_range=float(np.mean(inside)),
+                 n=int(len(y_true)))
+  return rows, summary

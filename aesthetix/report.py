@@ -1,0 +1,162 @@
+"""A run's results: results.json and a Markdown report in the paper's table layout.
+
+Everything is computed from what the run left in its workdir (metrics.jsonl and
+the saved test predictions of each stage), so a report can be rebuilt at any
+time; all numbers are in the dataset's own scale.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from aesthetix import metrics
+from aesthetix import targets
+
+RESULTS_FILE = 'results.json'
+REPORT_FILE = 'report.md'
+STAGE_TITLES = {'stage1': 'Training', 'stage2': 'Fine-tuning'}
+
+
+def read_history(workdir):
+  """Validation records per (stage, epoch) and test records per stage, last wins."""
+  from aesthetix import train  # pylint: disable=g-import-not-at-top
+  validation, test = {}, {}
+  path = os.path.join(workdir, train.METRICS_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        record = json.loads(line)
+        if 'validation' in record:
+          validation[(record['stage'], record['epoch'])] = record
+        elif 'test' in record:
+          test[record['stage']] = record['test']
+  history = [validation[k] for k in sorted(validation, key=lambda k: (
+      train.STAGES.index(k[0]), k[1]))]
+  return history, test
+
+
+def build_results(config, workdir, split=None):
+  """The results dict of a finished run (see `write`)."""
+  from aesthetix import train  # pylint: disable=g-import-not-at-top
+  split = split or config.dataset.test_split
+  names = list(train.output_names(config))
+  history, _ = read_history(workdir)
+  stages = {}
+  for stage in train.STAGES:
+    predictions = train.load_predictions(workdir, stage, split)
+    if predictions is not None:
+      stages[stage] = metrics.output_metrics(names, predictions['true'], predictions['pred'])
+  final = train.load_predictions(workdir, train.STAGES[-1], split)
+  results = dict(dataset=config.dataset.name, outputs=names, split=split,
+                 stages=stages, history=history,
+                 paper=dict(overall_rho=config.paper.overall_rho or None))
+  if final is not None:
+    lo, hi = targets.spec(config.dataset.name).ranges[names[0]]
+    rows, summary = metrics.score_intervals(final['true'][:, 0], final['pred'][:, 0], lo, hi)
+    results.update(
+        score_intervals=rows, prediction_range=summary,
+        rank_correlation_truth=metrics.rank_correlation_matrix(final['true']).tolist(),
+        rank_correlation_prediction=metrics.rank_correlation_matrix(final['pred']).tolist())
+  return results
+
+
+def write(config, workdir):
+  """Writes results.json and report.md to the workdir; returns the results."""
+  results = build_results(config, workdir)
+  with open(os.path.join(workdir, RESULTS_FILE), 'w') as f:
+    json.dump(results, f, indent=2, allow_nan=True)
+  with open(os.path.join(workdir, REPORT_FILE), 'w') as f:
+    f.write(markdown(results))
+  return results
+
+
+def _fmt(x, digits=4):
+  return 'n/a' if x is None or (isinstance(x, float) and np.isnan(x)) else f'{x:.{digits}f}'
+
+
+def test_rho_table(results):
+  """Spearman's rho per output on the test split, after each stage."""
+  stages = [s for s in STAGE_TITLES if s in results['stages']]
+  rows = ['| Output | ' + ' | '.join(STAGE_TITLES[s] for s in stages) + ' |',
+          '|---|' + '---:|' * len(stages)]
+  for name in results['outputs']:
+    rows.append(f'| {name} | ' + ' | '.join(
+        _fmt(results['stages'][s][name]['spearman']) for s in stages) + ' |')
+  return '\n'.join(rows)
+
+
+def _overall_table(results):
+  name = results['outputs'][0]
+  final = results['stages'].get('stage2') or results['stages'].get('stage1')
+  if final is None:
+    return 'No test predictions yet.'
+  paper = results['paper']['overall_rho']
+  rows = ['| | Spearman rho | p-value | Pearson r | MSE | Paper (rho) |',
+          '|---|---:|---:|---:|---:|---:|',
+          f"| This run, {name} | {_fmt(final[name]['spearman'])} | "
+          f"{final[name]['spearman_p']:.2e} | {_fmt(final[name]['pearson'])} | "
+          f"{_fmt(final[name]['mse'])} | {_fmt(paper)} |"]
+  return '\n'.join(rows)
+
+
+def metrics_table(stage_metrics):
+  """Spearman (with p-value), Pearson and MSE per output."""
+  rows = ['| Output | Spearman rho | p-value | Pearson r | MSE |', '|---|---:|---:|---:|---:|']
+  for name, m in stage_metrics.items():
+    rows.append(f"| {name} | {_fmt(m['spearman'])} | {m['spearman_p']:.2e} | "
+                f"{_fmt(m['pearson'])} | {_fmt(m['mse'])} |")
+  return '\n'.join(rows)
+
+
+def _intervals_table(results):
+  rows = ['| Ground-truth interval | Test images | Inside prediction range |',
+          '|---|---:|---:|']
+  for r in results['score_intervals']:
+    rows.append(f"| [{r['lo']:.2f}, {r['hi']:.2f}] | {r['count']} | "
+                f"{r['inside_prediction_range']} |")
+  s = results['prediction_range']
+  rows.append(f"\nPredictions range over [{s['prediction_min']:.3f}, "
+              f"{s['prediction_max']:.3f}]; {100 * s['share_inside_prediction_range']:.1f}% "
+              f"of the {s['n']} test images have a true score inside that range.")
+  return '\n'.join(rows)
+
+
+def _matrix_table(names, matrix):
+  rows = ['| | ' + ' | '.join(names) + ' |', '|---|' + '---:|' * len(names)]
+  for name, row in zip(names, matrix):
+    rows.append(f'| {name} | ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
+  return '\n'.join(rows)
+
+
+def _history_table(history, overall):
+  rows = ['| Stage | Epoch | Train loss | Val rho (' + overall + ') | Images/s |',
+          '|---|---:|---:|---:|---:|']
+  for h in history:
+    rows.append(f"| {h['stage']} | {h['epoch']} | {h['train_loss']:.5f} | "
+                f"{_fmt(h['validation'][overall]['spearman'])} | {h['images_per_second']:.1f} |")
+  return '\n'.join(rows)
+
+
+def markdown(results):
+  """The report: the paper's tables filled with this run's numbers."""
+  names = results['outputs']
+  parts = [f"# Results on {results['dataset']} ({results['split']} split)",
+           '## Overall aesthetic score (Table 1 / Table 6 style)', _overall_table(results)]
+  if results['stages']:
+    parts += ['## Spearman rho per output after each stage (Table 5 / Table 10 style)',
+              test_rho_table(results)]
+    for stage, m in results['stages'].items():
+      parts += [f'### {STAGE_TITLES[stage]} ({stage}): all metrics', metrics_table(m)]
+  if 'score_intervals' in results:
+    parts += ['## Ground-truth intervals of the overall score (Table 3 / Table 9 style)',
+              _intervals_table(results)]
+    if len(names) > 1:
+      parts += ['## Rank correlations between outputs (Fig. 9 / Fig. 14 data)',
+                '### Ground truth', _matrix_table(names, results['rank_correlation_truth']),
+                '### Predictions', _matrix_table(names, results['rank_correlation_prediction'])]
+  if results['history']:
+    parts += ['## Training history', _history_table(results['history'], names[0])]
+  parts.append('The paper reports only the overall rho transcribed in '
+               'configs/paper_numbers.py; its per-attribute tables are not transcribed.')
+  return '\n\n'.join(parts) + '\n'

@@ -1,0 +1,309 @@
+"""The paper's two-stage schedule: train the head on a frozen VGG16, then fine-tune.
+
+Section 4.2: stage 1 trains the head with Adam (1e-3) on a frozen backbone;
+stage 2 starts a fresh Adam (1e-4, halved every 125 steps) from stage 1's
+parameters with block4_conv2 and block4_conv3 unfrozen. MSE over all outputs.
+Checkpoints after every epoch make a stopped run resumable, to the bit.
+"""
+
+import json
+import math
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from aesthetix import checkpoint
+from aesthetix import input_pipeline
+from aesthetix import metrics
+from aesthetix import model as model_lib
+from aesthetix import optim
+from aesthetix import parallel
+from aesthetix import report
+from aesthetix import targets
+
+STAGES = ('stage1', 'stage2')
+METRICS_FILE = 'metrics.jsonl'
+PREDICTIONS_DIR = 'predictions'
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or infinite."""
+
+
+def output_names(config):
+  """Names of the model's outputs: all K+1, or the overall score alone."""
+  names = targets.output_names(config.dataset.name)
+  return names if config.model.tasks == 'multi' else names[:1]
+
+
+def squared_error(pred, target):
+  """Per-example MSE over the outputs. pred [B, n], target [B, >=n] -> [B]."""
+  return jnp.mean((pred - target[:, :pred.shape[-1]]) ** 2, axis=-1)
+
+
+def make_train_step(model, optimizer, labels, num_devices=None):
+  """pmapped (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
+
+  The loss is the mean over the real (mask True) examples of the global batch,
+  so a step on any number of devices computes the same update.
+  """
+  def step(state, batch):
+    rng = jax.random.fold_in(jax.random.fold_in(state['rng'], state['step']),
+                             parallel.device_index())
+    mask = batch['mask'].astype(jnp.float32)
+    count = parallel.psum(jnp.sum(mask))
+
+    def loss_fn(params):
+      params = optim.stop_frozen_gradients(params, labels)
+      pred = model.apply({'params': params}, batch['image'], train=True,
+                         rngs={'dropout': rng})
+      return jnp.sum(squared_error(pred, batch['target']) * mask) / jnp.maximum(count, 1)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+    # Only trainable gradients cross devices; frozen ones are zero everywhere.
+    grads = jax.tree_util.tree_map(
+        lambda g, label: parallel.psum(g) if label == optim.TRAIN else g, grads, labels)
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    new_state = dict(state, params=optax.apply_updates(state['params'], updates),
+                     opt_state=opt_state, step=state['step'] + 1)
+    return new_state, {'loss_sum': parallel.psum(loss) * count, 'count': count}
+
+  return parallel.pmap(step, donate_argnums=(0,), num_devices=num_devices)
+
+
+def make_predict_step(model):
+  """pmapped (params, images) -> predictions [devices, b, n] in [0, 1]."""
+  return parallel.pmap(lambda params, batch: model.apply(
+      {'params': params}, batch['image'], train=False))
+
+
+def predict_split(config, predict_step, params, split):
+  """(ids, y_true, y_pred) of every example of `split`; targets in unit scale."""
+  ids, true, pred = [], [], []
+  batches = input_pipeline.eval_batches(config, split, batch_size=parallel.host_batch_size(
+      config.eval_batch_size))
+  for batch, host in parallel.prefetch(batches):
+    p = parallel.unshard(predict_step(params, batch))
+    keep = parallel.unshard(batch['mask'])
+    ids.append(host['id'][keep])
+    true.append(parallel.unshard(batch['target'])[keep])
+    pred.append(p[keep])
+  gather = lambda xs: parallel.gather_processes(np.concatenate(xs))
+  return gather(ids), gather(true), gather(pred)
+
+
+def evaluate_split(config, predict_step, params, split):
+  """Metrics per output in the dataset's scale, and the predictions behind them."""
+  names = output_names(config)
+  ids, true, pred = predict_split(config, predict_step, params, split)
+  true = targets.from_unit(config.dataset.name, true[:, :len(names)])
+  pred = targets.from_unit(config.dataset.name, pred)
+  return metrics.output_metrics(names, true, pred), dict(ids=ids, true=true, pred=pred)
+
+
+def initial_state(config, model, rng):
+  init_rng, train_rng = jax.random.split(rng)
+  params = model_lib.initial_params(config, model, init_rng)
+  return {'params': params, 'step': np.int64(0), 'rng': train_rng}
+
+
+def stage_state(state, optimizer):
+  """The state with a fresh optimizer (each stage starts its own Adam)."""
+  return dict(state, opt_state=optimizer.init(state['params']))
+
+
+def epoch_offset(config, stage_index):
+  """Epochs finished before stage `stage_index` starts."""
+  return sum(config[s].epochs for s in STAGES[:stage_index])
+
+
+def train_epoch(config, train_step, state, stage_name, stage, global_epoch):
+  """One epoch over the training split; returns (state, mean loss, images/s)."""
+  batch_size = parallel.host_batch_size(stage.batch_size)
+  batches = input_pipeline.train_batches(config, config.dataset.train_split,
+                                         batch_size=batch_size, epoch=global_epoch,
+                                         seed=config.seed)
+  steps = input_pipeline.num_batches(config, config.dataset.train_split, batch_size)
+  loss_sum, count, start = 0.0, 0.0, time.time()
+  pending = []
+  bar = tqdm.tqdm(total=steps, desc=f'{stage_name} epoch {global_epoch + 1}',
+                  disable=not parallel.is_main_process(), leave=False)
+  for i, (batch, _) in enumerate(parallel.prefetch(batches)):
+    state, m = train_step(state, batch)
+    pending.append(m)
+    if (i + 1) % config.log_every_steps == 0 or i + 1 == steps:
+      s, c = _collect(pending)
+      pending = []
+      _check_finite(s, stage_name, global_epoch, i)
+      loss_sum, count = loss_sum + s, count + c
+      bar.set_postfix(loss=f'{loss_sum / max(count, 1):.4f}')
+    bar.update(1)
+  bar.close()
+  return state, loss_sum / max(count, 1), count / (time.time() - start)
+
+
+def _collect(step_metrics):
+  """Sums loss and example counts of pending steps (one device's copy: all equal)."""
+  fetched = jax.device_get([(m['loss_sum'][0], m['count'][0]) for m in step_metrics])
+  return float(sum(s for s, _ in fetched)), float(sum(c for _, c in fetched))
+
+
+def _check_finite(loss_sum, stage_name, epoch, step):
+  if not math.isfinite(loss_sum):
+    raise NonFiniteLossError(
+        f'The loss became {loss_sum} in {stage_name}, epoch {epoch + 1}, near step '
+        f'{step + 1}. The run stopped; the last good checkpoint is kept. Try a '
+        'lower learning rate, or check the data for broken labels.')
+
+
+def append_jsonl(workdir, record):
+  if parallel.is_main_process():
+    with open(os.path.join(workdir, METRICS_FILE), 'a') as f:
+      f.write(json.dumps(record) + '\n')
+
+
+def save_predictions(workdir, stage_name, split, predictions):
+  if parallel.is_main_process():
+    os.makedirs(os.path.join(workdir, PREDICTIONS_DIR), exist_ok=True)
+    np.savez(os.path.join(workdir, PREDICTIONS_DIR, f'{stage_name}_{split}.npz'),
+             **predictions)
+
+
+def load_predictions(workdir, stage_name, split):
+  path = os.path.join(workdir, PREDICTIONS_DIR, f'{stage_name}_{split}.npz')
+  if not os.path.exists(path):
+    return None
+  with np.load(path, allow_pickle=True) as f:
+    return {k: f[k] for k in f.files}
+
+
+def restore_latest(config, model, mngr, fresh):
+  """(stage index, epochs done in it, state) from the latest checkpoint, or the start."""
+  number = mngr.latest_step()
+  if number is None:
+    return 0, 0, None
+  meta = checkpoint.restore_meta(mngr, number)
+  stage_index = meta['stage_index']
+  like = stage_state(fresh, optim.stage_optimizer(config[STAGES[stage_index]],
+                                                  fresh['params']))
+  state = checkpoint.restore(mngr, number, like)
+  logging.info('Resuming from checkpoint %d: %s, %d epoch(s) done.', number,
+               STAGES[stage_index], meta['epoch'])
+  return stage_index, meta['epoch'], state
+
+
+def train_and_evaluate(config, workdir):
+  """Runs (or resumes) both stages, then writes results.json and report.md."""
+  parallel.initialize_distributed()
+  checkpoint.claim_workdir(workdir, config)
+  model = model_lib.build_model(config)
+  fresh = initial_state(config, model, jax.random.PRNGKey(config.seed))
+  mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
+  start_stage, start_epoch, state = restore_latest(config, model, mngr, fresh)
+  state = state or fresh
+  predict_step = make_predict_step(model)
+  logging.info('Training on %d device(s) in %d process(es); %d train examples.',
+               jax.device_count(), jax.process_count(),
+               input_pipeline.num_examples(config, config.dataset.train_split))
+
+  for stage_index in range(start_stage, len(STAGES)):
+    stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
+    optimizer = optim.stage_optimizer(stage, state['params'])
+    first_epoch = start_epoch if stage_index == start_stage else 0
+    if 'opt_state' not in state or first_epoch == 0:
+      state = stage_state(state, optimizer)
+    if first_epoch < stage.epochs:
+      state = run_stage(config, workdir, model, optimizer, mngr, state,
+                        stage_index, first_epoch)
+    state = {k: v for k, v in state.items() if k != 'opt_state'}
+    if load_predictions(workdir, stage_name, config.dataset.test_split) is None:
+      test_stage(config, workdir, predict_step, state['params'], stage_name)
+
+  results = report.write(config, workdir)
+  print(report.test_rho_table(results))
+  return 0
+
+
+def run_stage(config, workdir, model, optimizer, mngr, state, stage_index, first_epoch):
+  """Epochs `first_epoch`.. of one stage, validating and checkpointing after each."""
+  stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
+  train_step = make_train_step(model, optimizer, labels)
+  predict_step = make_predict_step(model)
+  state = parallel.replicate(state)
+  for epoch in range(first_epoch, stage.epochs):
+    global_epoch = epoch_offset(config, stage_index) + epoch
+    state, loss, images_per_s = train_epoch(config, train_step, state, stage_name,
+                                            stage, global_epoch)
+    val, _ = evaluate_split(config, predict_step, state['params'],
+                            config.dataset.val_split)
+    host_state = parallel.unreplicate(state)
+    checkpoint.save(mngr, global_epoch + 1, host_state,
+                    dict(stage_index=stage_index, stage=stage_name, epoch=epoch + 1))
+    overall = output_names(config)[0]
+    logging.info('%s epoch %d/%d: loss %.5f, val rho(%s) %.4f, %.1f images/s',
+                 stage_name, epoch + 1, stage.epochs, loss, overall,
+                 val[overall]['spearman'], images_per_s)
+    append_jsonl(workdir, dict(stage=stage_name, epoch=epoch + 1, train_loss=loss,
+                               images_per_second=images_per_s, validation=val))
+  return parallel.unreplicate(state)
+
+
+def test_stage(config, workdir, predict_step, params, stage_name):
+  """Evaluates the test split at the end of a stage (Table 5/10's columns)."""
+  test, predictions = evaluate_split(config, predict_step, parallel.replicate(params),
+                                     config.dataset.test_split)
+  save_predictions(workdir, stage_name, config.dataset.test_split, predictions)
+  append_jsonl(workdir, dict(stage=stage_name, test=test))
+  overall = output_names(config)[0]
+  logging.info('%s test rho(%s) %.4f', stage_name, overall, test[overall]['spearman'])
+
+
+def load_trained(workdir):
+  """(config, model, params) of a trained workdir, from its files alone."""
+  config = checkpoint.stored_config(workdir)
+  if config is None:
+    raise FileNotFoundError(f'{workdir} holds no {checkpoint.CONFIG_FILE}: not a '
+                            'workdir of `run.py --mode=train`.')
+  model = model_lib.build_model(config)
+  like = model_lib.param_shapes(model, config.dataset.image_size)
+  return config, model, checkpoint.restore_params(workdir, like)
+
+
+def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None):
+  """Evaluates a trained workdir on a test split; returns (metrics, path written).
+
+  `dataset` other than the training one gives the cross-dataset test of
+  Table 11: the overall score only, in the other dataset's scale.
+  """
+  config, model, params = load_trained(workdir)
+  eval_config = config.copy_and_resolve_references()
+  eval_config.dataset.name = dataset or config.dataset.name
+  if data_dir:
+    eval_config.dataset.data_dir = data_dir
+  if manual_dir:
+    eval_config.dataset.manual_dir = manual_dir
+  cross = eval_config.dataset.name != config.dataset.name
+  if cross:  # The other dataset's own files, not the training set's subset options.
+    eval_config.dataset.builder_kwargs = None
+    eval_config.model.tasks = 'overall'
+  split = eval_config.dataset.test_split
+  _, true, pred = predict_split(eval_config, make_predict_step(model),
+                                parallel.replicate(params), split)
+  names = output_names(eval_config)
+  n = len(names)
+  true = targets.from_unit(eval_config.dataset.name, true[:, :n])
+  pred = targets.from_unit(eval_config.dataset.name, pred[:, :n])
+  result = dict(trained_on=config.dataset.name, evaluated_on=eval_config.dataset.name,
+                split=split, metrics=metrics.output_metrics(names, true, pred))
+  path = os.path.join(workdir, f'evaluation_{eval_config.dataset.name}_{split}.json')
+  if parallel.is_main_process():
+    with open(path, 'w') as f:
+      json.dump(result, f, indent=2)
+  return result, path

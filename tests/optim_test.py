@@ -1,0 +1,74 @@
+"""Stage masks: frozen parameters never move, trainable ones do; Keras' decay."""
+
+import jax
+import numpy as np
+import pytest
+
+from aesthetix import input_pipeline
+from aesthetix import model as model_lib
+from aesthetix import optim
+from aesthetix import parallel
+from aesthetix import train
+from configs import aadb
+from tests import tiny
+
+
+def test_stage_labels_follow_the_paper():
+  config = aadb.get_config()
+  params = model_lib.param_shapes(model_lib.build_model(config), 32)
+  for stage, trainable in (('stage1', set()), ('stage2', {'block4_conv2', 'block4_conv3'})):
+    labels = optim.stage_labels(params, config[stage].trainable_layers)
+    assert {k for k, v in labels['vgg16'].items() if v['kernel'] == optim.TRAIN} == trainable
+    assert set(jax.tree_util.tree_leaves(labels['head'])) == {optim.TRAIN}
+
+
+def test_unknown_trainable_layer_is_an_error():
+  config = aadb.get_config()
+  params = model_lib.param_shapes(model_lib.build_model(config), 32)
+  with pytest.raises(ValueError, match='block4_conv9'):
+    optim.stage_labels(params, ('block4_conv9',))
+
+
+def test_learning_rate_matches_keras_exponential_decay():
+  stage = aadb.get_config().stage2
+  schedule = optim.learning_rate(stage)
+  for step in (0, 1, 124, 125, 250, 377):
+    assert np.isclose(schedule(step), 1e-4 * 0.5 ** (step / 125), rtol=1e-6)
+  stage.staircase = True
+  assert np.isclose(optim.learning_rate(stage)(250), 1e-4 * 0.25)
+  assert np.isclose(optim.learning_rate(stage)(249), 1e-4 * 0.5)
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tmp_path_factory):
+  return tiny.config(tmp_path_factory.mktemp('data'))
+
+
+@pytest.mark.parametrize('stage_name', ['stage1', 'stage2'])
+def test_frozen_parameters_are_bit_identical_after_steps(tiny_config, stage_name):
+  config = tiny_config
+  stage = config[stage_name]
+  model = model_lib.build_model(config)
+  state = train.initial_state(config, model, jax.random.PRNGKey(0))
+  optimizer = optim.stage_optimizer(stage, state['params'])
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
+  before = jax.device_get(state['params'])
+  step = train.make_train_step(model, optimizer, labels)
+  replicated = parallel.replicate(train.stage_state(state, optimizer))
+  batches = input_pipeline.train_batches(config, 'train', batch_size=tiny.BATCH_SIZE,
+                                         epoch=0, seed=0)
+  for batch, _ in parallel.prefetch(batches):
+    replicated, _ = step(replicated, batch)
+  after = parallel.unreplicate(replicated)['params']
+
+  changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), before, after)
+  for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
+    moved = optim._path_names(path)  # pylint: disable=protected-access
+    was_changed = _get(changed, moved)
+    assert was_changed == (label == optim.TRAIN), (moved, label)
+
+
+def _get(tree, names):
+  for n in names:
+    tree = tree[n]
+  return tree
