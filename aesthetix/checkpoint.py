@@ -19,7 +19,8 @@ CHECKPOINT_DIR = 'checkpoints'
 # Fields that may change between a run and its resumption: where data lives,
 # how often to log, how to evaluate. Anything else changes what is trained.
 RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'log_every_steps',
-                    'eval_batch_size', 'checkpoint_max_to_keep')
+                    'eval_batch_size', 'checkpoint_max_to_keep', 'feature_cache',
+                    'feature_cache_dir')
 
 
 class IncompatibleWorkdirError(ValueError):

@@ -221,12 +221,47 @@ def split_ids(config, split):
   return [str(i) for i in _shard(config, split, 0, 1).ids]
 
 
+def epoch_plan(shard_size, shard_index, *, epoch, seed):
+  """(order, flips) of one training epoch: shard positions in visiting order, and
+  whether each visited example is mirrored. Pure: a feature cache replays it."""
+  order = np.random.default_rng([seed, epoch, jax.process_index()]).permutation(shard_size)
+  return order, flip_decisions(seed, epoch, shard_index[order])
+
+
 def train_batches(config, split, *, batch_size, epoch, seed):
   """One shuffled, flipped epoch of `split`: an iterator of batch dicts (see `_batches`)."""
   shard = _shard(config, split)
-  order = np.random.default_rng([seed, epoch, jax.process_index()]).permutation(len(shard.ids))
-  flips = flip_decisions(seed, epoch, shard.index[order])
+  order, flips = epoch_plan(len(shard.ids), shard.index, epoch=epoch, seed=seed)
   return _batches(config, shard, order, flips, batch_size)
+
+
+def train_feature_batches(config, split, features, *, batch_size, epoch, seed):
+  """`train_batches` with precomputed features in place of images.
+
+  features: float32 [shard examples, 2, F], index 1 holding the mirrored
+  image's features. Yields the same examples, flips, order and padding as
+  `train_batches`, with 'features' [B, F] instead of 'image'.
+  """
+  shard = _shard(config, split)
+  order, flips = epoch_plan(len(shard.ids), shard.index, epoch=epoch, seed=seed)
+  return _feature_batches(shard, features[order, flips.astype(np.int64)], order, batch_size)
+
+
+def eval_feature_batches(config, split, features, *, batch_size):
+  """`eval_batches` with precomputed features [shard examples, 1 or 2, F] (unmirrored: 0)."""
+  shard = _shard(config, split)
+  order = np.arange(len(shard.ids))
+  return _feature_batches(shard, features[:, 0], order, batch_size)
+
+
+def _feature_batches(shard, features, order, batch_size):
+  """Batches of `features` [n, F] (already in `order`), padded like `_batches`."""
+  for start in range(0, math.ceil(shard.largest / batch_size) * batch_size, batch_size):
+    pos = order[start:start + batch_size]
+    batch = _gather(shard, np.zeros((len(pos), 0)), pos)
+    del batch['image']
+    batch['features'] = features[start:start + batch_size]
+    yield _pad(batch, batch_size)
 
 
 def eval_batches(config, split, *, batch_size):
@@ -236,11 +271,20 @@ def eval_batches(config, split, *, batch_size):
   return _batches(config, shard, order, np.zeros(len(order), bool), batch_size)
 
 
+def resize_image(image, size, method='bilinear'):
+  """Decoded uint8 RGB [H, W, 3] -> uint8 [size, size, 3], rounded and clipped.
+
+  The one resize of the project: training, evaluation and the scoring of
+  users' photos all go through it, so a photo is seen as the test images were.
+  """
+  image = tf.image.resize(image, [size, size], method=method)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
 def decode_and_resize(encoded, flip, size, method='bilinear'):
   """JPEG bytes -> uint8 [size, size, 3] RGB, mirrored left-right when `flip`."""
   image = tf.io.decode_jpeg(encoded, channels=3, dct_method='INTEGER_ACCURATE')
-  image = tf.image.resize(image, [size, size], method=method)
-  image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+  image = resize_image(image, size, method)
   return tf.where(flip, tf.reverse(image, axis=[1]), image)
 
 

@@ -19,6 +19,7 @@ import optax
 import tqdm
 
 from aesthetix import checkpoint
+from aesthetix import feature_cache
 from aesthetix import input_pipeline
 from aesthetix import metrics
 from aesthetix import model as model_lib
@@ -47,11 +48,19 @@ def squared_error(pred, target):
   return jnp.mean((pred - target[:, :pred.shape[-1]]) ** 2, axis=-1)
 
 
+def model_inputs(model, batch):
+  """(input, apply method): cached 'features' feed the head, 'image' the whole model."""
+  if 'features' in batch:
+    return batch['features'], model.head_only
+  return batch['image'], model.__call__
+
+
 def make_train_step(model, optimizer, labels, num_devices=None):
   """pmapped (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
 
   The loss is the mean over the real (mask True) examples of the global batch,
-  so a step on any number of devices computes the same update.
+  so a step on any number of devices computes the same update. A batch holds
+  'image' or, while the backbone is frozen, its cached pooled 'features'.
   """
   def step(state, batch):
     rng = jax.random.fold_in(jax.random.fold_in(state['rng'], state['step']),
@@ -61,8 +70,9 @@ def make_train_step(model, optimizer, labels, num_devices=None):
 
     def loss_fn(params):
       params = optim.stop_frozen_gradients(params, labels)
-      pred = model.apply({'params': params}, batch['image'], train=True,
-                         rngs={'dropout': rng})
+      inputs, method = model_inputs(model, batch)
+      pred = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng},
+                         method=method)
       return jnp.sum(squared_error(pred, batch['target']) * mask) / jnp.maximum(count, 1)
 
     loss, grads = jax.value_and_grad(loss_fn)(state['params'])
@@ -78,16 +88,43 @@ def make_train_step(model, optimizer, labels, num_devices=None):
 
 
 def make_predict_step(model):
-  """pmapped (params, images) -> predictions [devices, b, n] in [0, 1]."""
-  return parallel.pmap(lambda params, batch: model.apply(
-      {'params': params}, batch['image'], train=False))
+  """pmapped (params, batch) -> predictions [devices, b, n] in [0, 1]."""
+  def predict(params, batch):
+    inputs, method = model_inputs(model, batch)
+    return model.apply({'params': params}, inputs, train=False, method=method)
+  return parallel.pmap(predict)
 
 
-def predict_split(config, predict_step, params, split):
+class Source:
+  """Where a stage's batches come from: images, or cached backbone features.
+
+  features: None (decode images) or {split: float32 [shard examples, views, F]}.
+  """
+
+  def __init__(self, config, features=None):
+    self.config, self.features = config, features
+
+  def train(self, *, batch_size, epoch):
+    c, split = self.config, self.config.dataset.train_split
+    if self.features is None:
+      return input_pipeline.train_batches(c, split, batch_size=batch_size, epoch=epoch,
+                                          seed=c.seed)
+    return input_pipeline.train_feature_batches(c, split, self.features[split],
+                                                batch_size=batch_size, epoch=epoch,
+                                                seed=c.seed)
+
+  def eval(self, split, *, batch_size):
+    if self.features is None:
+      return input_pipeline.eval_batches(self.config, split, batch_size=batch_size)
+    return input_pipeline.eval_feature_batches(self.config, split, self.features[split],
+                                               batch_size=batch_size)
+
+
+def predict_split(config, predict_step, params, split, source=None):
   """(ids, y_true, y_pred) of every example of `split`; targets in unit scale."""
   ids, true, pred = [], [], []
-  batches = input_pipeline.eval_batches(config, split, batch_size=parallel.host_batch_size(
-      config.eval_batch_size))
+  source = source or Source(config)
+  batches = source.eval(split, batch_size=parallel.host_batch_size(config.eval_batch_size))
   for batch, host in parallel.prefetch(batches):
     p = parallel.unshard(predict_step(params, batch))
     keep = parallel.unshard(batch['mask'])
@@ -98,10 +135,10 @@ def predict_split(config, predict_step, params, split):
   return gather(ids), gather(true), gather(pred)
 
 
-def evaluate_split(config, predict_step, params, split):
+def evaluate_split(config, predict_step, params, split, source=None):
   """Metrics per output in the dataset's scale, and the predictions behind them."""
   names = output_names(config)
-  ids, true, pred = predict_split(config, predict_step, params, split)
+  ids, true, pred = predict_split(config, predict_step, params, split, source)
   true = targets.from_unit(config.dataset.name, true[:, :len(names)])
   pred = targets.from_unit(config.dataset.name, pred)
   return metrics.output_metrics(names, true, pred), dict(ids=ids, true=true, pred=pred)
@@ -123,12 +160,10 @@ def epoch_offset(config, stage_index):
   return sum(config[s].epochs for s in STAGES[:stage_index])
 
 
-def train_epoch(config, train_step, state, stage_name, stage, global_epoch):
+def train_epoch(config, train_step, state, source, stage_name, stage, global_epoch):
   """One epoch over the training split; returns (state, mean loss, images/s)."""
   batch_size = parallel.host_batch_size(stage.batch_size)
-  batches = input_pipeline.train_batches(config, config.dataset.train_split,
-                                         batch_size=batch_size, epoch=global_epoch,
-                                         seed=config.seed)
+  batches = source.train(batch_size=batch_size, epoch=global_epoch)
   steps = input_pipeline.num_batches(config, config.dataset.train_split, batch_size)
   loss_sum, count, start = 0.0, 0.0, time.time()
   pending = []
@@ -198,6 +233,27 @@ def restore_latest(config, model, mngr, fresh):
   return stage_index, meta['epoch'], state
 
 
+def uses_feature_cache(config, stage):
+  """Stage 1's case: the whole backbone frozen, so its features can be cached."""
+  return bool(config.feature_cache) and not stage.trainable_layers
+
+
+def stage_source(config, workdir, model, params, stage):
+  """The stage's `Source`: cached features when the backbone is frozen, else images.
+
+  params: replicated.
+  """
+  if not uses_feature_cache(config, stage):
+    return Source(config)
+  cache_dir = config.feature_cache_dir or os.path.join(workdir, feature_cache.CACHE_DIR)
+  digest = feature_cache.backbone_digest(parallel.unreplicate(params))
+  d = config.dataset
+  features = {split: feature_cache.load_or_compute(config, cache_dir, model, params,
+                                                   split, views, digest)
+              for split, views in ((d.train_split, 2), (d.val_split, 1), (d.test_split, 1))}
+  return Source(config, features)
+
+
 def train_and_evaluate(config, workdir):
   """Runs (or resumes) both stages, then writes results.json and report.md."""
   parallel.initialize_distributed()
@@ -207,58 +263,68 @@ def train_and_evaluate(config, workdir):
   mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
   start_stage, start_epoch, state = restore_latest(config, model, mngr, fresh)
   state = state or fresh
-  predict_step = make_predict_step(model)
   logging.info('Training on %d device(s) in %d process(es); %d train examples.',
                jax.device_count(), jax.process_count(),
                input_pipeline.num_examples(config, config.dataset.train_split))
 
   for stage_index in range(start_stage, len(STAGES)):
     stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
-    optimizer = optim.stage_optimizer(stage, state['params'])
     first_epoch = start_epoch if stage_index == start_stage else 0
-    if 'opt_state' not in state or first_epoch == 0:
+    test_done = load_predictions(workdir, stage_name, config.dataset.test_split) is not None
+    if first_epoch == stage.epochs and test_done:
+      continue
+    start = time.time()
+    optimizer = optim.stage_optimizer(stage, state['params'])
+    if first_epoch == 0:
       state = stage_state(state, optimizer)
+    replicated = parallel.replicate(state)
+    source = stage_source(config, workdir, model, replicated['params'], stage)
+    cache_seconds = time.time() - start
     if first_epoch < stage.epochs:
-      state = run_stage(config, workdir, model, optimizer, mngr, state,
-                        stage_index, first_epoch)
-    state = {k: v for k, v in state.items() if k != 'opt_state'}
-    if load_predictions(workdir, stage_name, config.dataset.test_split) is None:
-      test_stage(config, workdir, predict_step, state['params'], stage_name)
+      replicated = run_stage(config, workdir, model, optimizer, mngr, replicated, source,
+                             stage_index, first_epoch)
+    if not test_done:
+      test_stage(config, workdir, model, replicated['params'], source, stage_name)
+    state = parallel.unreplicate(replicated)
+    append_jsonl(workdir, dict(stage=stage_name, timing=dict(
+        seconds=time.time() - start, feature_cache_seconds=cache_seconds,
+        first_epoch=first_epoch, epochs=stage.epochs,
+        feature_cache=uses_feature_cache(config, stage))))
 
   results = report.write(config, workdir)
   print(report.test_rho_table(results))
   return 0
 
 
-def run_stage(config, workdir, model, optimizer, mngr, state, stage_index, first_epoch):
-  """Epochs `first_epoch`.. of one stage, validating and checkpointing after each."""
+def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_index,
+              first_epoch):
+  """Epochs `first_epoch`.. of one stage on replicated `state`, validating and
+  checkpointing after each; returns the replicated state."""
   stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
-  labels = optim.stage_labels(state['params'], stage.trainable_layers)
+  labels = optim.stage_labels(parallel.unreplicate(state['params']), stage.trainable_layers)
   train_step = make_train_step(model, optimizer, labels)
   predict_step = make_predict_step(model)
-  state = parallel.replicate(state)
+  overall = output_names(config)[0]
   for epoch in range(first_epoch, stage.epochs):
     global_epoch = epoch_offset(config, stage_index) + epoch
-    state, loss, images_per_s = train_epoch(config, train_step, state, stage_name,
+    state, loss, images_per_s = train_epoch(config, train_step, state, source, stage_name,
                                             stage, global_epoch)
     val, _ = evaluate_split(config, predict_step, state['params'],
-                            config.dataset.val_split)
-    host_state = parallel.unreplicate(state)
-    checkpoint.save(mngr, global_epoch + 1, host_state,
+                            config.dataset.val_split, source)
+    checkpoint.save(mngr, global_epoch + 1, parallel.unreplicate(state),
                     dict(stage_index=stage_index, stage=stage_name, epoch=epoch + 1))
-    overall = output_names(config)[0]
     logging.info('%s epoch %d/%d: loss %.5f, val rho(%s) %.4f, %.1f images/s',
                  stage_name, epoch + 1, stage.epochs, loss, overall,
                  val[overall]['spearman'], images_per_s)
     append_jsonl(workdir, dict(stage=stage_name, epoch=epoch + 1, train_loss=loss,
                                images_per_second=images_per_s, validation=val))
-  return parallel.unreplicate(state)
+  return state
 
 
-def test_stage(config, workdir, predict_step, params, stage_name):
+def test_stage(config, workdir, model, params, source, stage_name):
   """Evaluates the test split at the end of a stage (Table 5/10's columns)."""
-  test, predictions = evaluate_split(config, predict_step, parallel.replicate(params),
-                                     config.dataset.test_split)
+  test, predictions = evaluate_split(config, make_predict_step(model), params,
+                                     config.dataset.test_split, source)
   save_predictions(workdir, stage_name, config.dataset.test_split, predictions)
   append_jsonl(workdir, dict(stage=stage_name, test=test))
   overall = output_names(config)[0]

@@ -72,3 +72,28 @@ def _get(tree, names):
   for n in names:
     tree = tree[n]
   return tree
+
+
+def count_convolutions(config, stage_name):
+  """Convolutions in the compiled train step of a stage (forward and backward)."""
+  stage = config[stage_name]
+  model = model_lib.build_model(config)
+  state = train.initial_state(config, model, jax.random.PRNGKey(0))
+  optimizer = optim.stage_optimizer(stage, state['params'])
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
+  step = train.make_train_step(model, optimizer, labels, num_devices=1)
+  replicated = parallel.replicate(train.stage_state(state, optimizer), num_devices=1)
+  batch = next(input_pipeline.train_batches(config, 'train', batch_size=2, epoch=0, seed=0))
+  hlo = step.lower(replicated, parallel.shard(batch, num_devices=1)).compile().as_text()
+  return hlo.count(' convolution(')
+
+
+def test_stage2_has_no_backward_pass_below_block4_conv2(tiny_config):
+  # Forward: 13 convolutions. Backward: weight gradients of block4_conv2/3 (2),
+  # input gradients from block5_conv3 down to block4_conv3 (4); none below.
+  assert count_convolutions(tiny_config, 'stage2') == 13 + 2 + 4
+  config = tiny_config.copy_and_resolve_references()
+  config.stage2.trainable_layers = tuple(n for n in config.stage2.trainable_layers) + (
+      'block1_conv1',)
+  # Training block1_conv1 as well pulls the backward pass all the way down.
+  assert count_convolutions(config, 'stage2') > 13 + 2 + 4 + 8

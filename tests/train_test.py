@@ -106,15 +106,17 @@ def test_workdir_of_another_config_is_refused(finished_run, data_dir):
 
 def test_nan_loss_stops_with_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
   config = make_config(data_dir)
-  real_batches = input_pipeline.train_batches
 
-  def poisoned(*args, epoch, **kwargs):
-    for batch in real_batches(*args, epoch=epoch, **kwargs):
-      if epoch == 1:
-        batch = dict(batch, target=np.full_like(batch['target'], np.nan))
-      yield batch
+  def poison(batches):
+    def poisoned(*args, epoch, **kwargs):
+      for batch in batches(*args, epoch=epoch, **kwargs):
+        if epoch == 1:
+          batch = dict(batch, target=np.full_like(batch['target'], np.nan))
+        yield batch
+    return poisoned
 
-  monkeypatch.setattr(input_pipeline, 'train_batches', poisoned)
+  for name in ('train_batches', 'train_feature_batches'):  # Images or cached features.
+    monkeypatch.setattr(input_pipeline, name, poison(getattr(input_pipeline, name)))
   with pytest.raises(train.NonFiniteLossError, match='stage1, epoch 2'):
     train.train_and_evaluate(config, str(tmp_path))
   assert checkpoint.manager(str(tmp_path), read_only=True).latest_step() == 1
@@ -141,3 +143,18 @@ def test_two_devices_match_one_device(data_dir):
     assert float(m['count'][0]) == tiny.BATCH_SIZE - 3
   for a, b in zip(jax.tree_util.tree_leaves(results[1]), jax.tree_util.tree_leaves(results[2])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_stage1_on_cached_features_matches_stage1_on_images(data_dir, tmp_path):
+  params = {}
+  for cached in (True, False):
+    config = tiny.config(data_dir, stage1_epochs=2, stage2_epochs=0)
+    config.feature_cache = cached
+    workdir = str(tmp_path / f'cached_{cached}')
+    train.train_and_evaluate(config, workdir)
+    params[cached] = final_params(config, workdir)
+    assert os.path.isdir(os.path.join(workdir, 'feature_cache')) == cached
+  # Same examples, flips, order and dropout: only float rounding differs.
+  for a, b in zip(jax.tree_util.tree_leaves(params[True]),
+                  jax.tree_util.tree_leaves(params[False])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
