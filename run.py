@@ -4,6 +4,9 @@
   python run.py --config=configs/aadb.py --mode=audit             # Table 2
   python run.py --mode=evaluate --workdir=W [--eval_dataset=eva]  # test split again
   python run.py --mode=convert_weights --keras_h5=IN.h5 --out=OUT.msgpack
+  python run.py --mode=predict --workdir=W --images=PHOTOS --output=scores.csv  # or .json
+  python run.py --mode=gradcam --workdir=W --images=PHOTOS --output=DIR [--target=Light]
+  python run.py --mode=report --workdir=W                         # report.md + figures
 """
 
 import logging as std_logging
@@ -14,7 +17,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-MODES = ('train', 'evaluate', 'audit', 'convert_weights')
+MODES = ('train', 'evaluate', 'audit', 'convert_weights', 'predict', 'gradcam',
+         'report')
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/aadb.py or configs/aadb.py:single_task.',
@@ -26,6 +30,17 @@ _OUT = flags.DEFINE_string('out', None, 'convert_weights: output .msgpack file.'
 _EVAL_DATASET = flags.DEFINE_string(
     'eval_dataset', None, 'evaluate: another dataset to test on (cross-dataset, '
     'overall score only), e.g. eva for a model trained on aadb.')
+_IMAGES = flags.DEFINE_string(
+    'images', None, 'predict, gradcam: an image file, a folder (searched '
+    "recursively) or a quoted glob such as 'photos/**/*.jpg'.")
+_OUTPUT = flags.DEFINE_string(
+    'output', None, 'predict: the scores file, JSON when it ends in .json, else CSV '
+    '(default: CSV on stdout); gradcam: the folder for the PNGs.')
+_TARGET = flags.DEFINE_string(
+    'target', None, 'gradcam: the output to explain, e.g. Light (default: the overall score).')
+_LAYER = flags.DEFINE_string(
+    'layer', None, 'gradcam: the VGG16 layer of the maps, e.g. block4_conv3 '
+    '(default: block5_conv3, the last convolutional layer).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'evaluate: TFDS data_dir of the test data.')
 _MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'evaluate: manual dir of the test data.')
 
@@ -74,6 +89,42 @@ def evaluate():
   return 0
 
 
+def predict():
+  from aesthetix import predict as predict_lib  # pylint: disable=g-import-not-at-top
+  output = _OUTPUT.value or '-'
+  summary = predict_lib.predict_workdir(_require(_WORKDIR.value, 'workdir'),
+                                        _require(_IMAGES.value, 'images'), output)
+  print(f"Scored {summary['scored']} image(s) in {summary['seconds']:.1f} s "
+        f"({summary['images_per_second']:.1f} images/s, compilation included); "
+        f"{summary['failed']} file(s) could not be read"
+        + (f'. Written to {output}' if output != '-' else '') + '.', file=sys.stderr)
+  return 0
+
+
+def gradcam():
+  from aesthetix import gradcam as gradcam_lib  # pylint: disable=g-import-not-at-top
+  written, failed = gradcam_lib.gradcam_workdir(
+      _require(_WORKDIR.value, 'workdir'), _require(_IMAGES.value, 'images'),
+      _require(_OUTPUT.value, 'output'), _TARGET.value, _LAYER.value)
+  for path, reason in failed.items():
+    print(f'skipped {path}: {reason}', file=sys.stderr)
+  print(f'Wrote {len(written)} Grad-CAM figure(s) to {_OUTPUT.value}.')
+  return 0
+
+
+def report():
+  from aesthetix import checkpoint  # pylint: disable=g-import-not-at-top
+  from aesthetix import figures  # pylint: disable=g-import-not-at-top
+  from aesthetix import report as report_lib  # pylint: disable=g-import-not-at-top
+  workdir = _require(_WORKDIR.value, 'workdir')
+  config = checkpoint.trained_config(workdir)
+  report_lib.write(config, workdir)
+  paths = figures.write_all(config, workdir)
+  path = figures.append_to_report(workdir, paths)
+  print(f'Wrote {path} with {len(paths)} figure(s).')
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -82,6 +133,8 @@ def main(argv):
     return convert_weights()
   if mode == 'evaluate':
     return evaluate()
+  if mode in ('predict', 'gradcam', 'report'):
+    return {'predict': predict, 'gradcam': gradcam, 'report': report}[mode]()
   config = _CONFIG.value
   if config is None:
     raise app.UsageError(f'--mode={mode} needs --config (e.g. configs/aadb.py).')

@@ -51,6 +51,15 @@ def stored_config(workdir):
     return config_dict.ConfigDict(json.load(f))
 
 
+def trained_config(workdir):
+  """The stored config of a workdir that `run.py --mode=train` made; else an error."""
+  config = stored_config(workdir)
+  if config is None:
+    raise FileNotFoundError(f'{workdir} holds no {CONFIG_FILE}: not a workdir of '
+                            '`run.py --mode=train`.')
+  return config
+
+
 def config_differences(old, new):
   """Dotted names of fields that differ, ignoring RESUMABLE_FIELDS."""
   a, b = _flatten(config_to_json(old)), _flatten(config_to_json(new))

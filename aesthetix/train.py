@@ -31,6 +31,7 @@ from aesthetix import targets
 STAGES = ('stage1', 'stage2')
 METRICS_FILE = 'metrics.jsonl'
 PREDICTIONS_DIR = 'predictions'
+SPLITS_DIR = 'splits'
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -233,6 +234,17 @@ def restore_latest(config, model, mngr, fresh):
   return stage_index, meta['epoch'], state
 
 
+def write_split_lists(config, workdir):
+  """Records which images each split held (EVA's split is computed, not official)."""
+  if not parallel.is_main_process():
+    return
+  os.makedirs(os.path.join(workdir, SPLITS_DIR), exist_ok=True)
+  d = config.dataset
+  for split in (d.train_split, d.val_split, d.test_split):
+    with open(os.path.join(workdir, SPLITS_DIR, f'{split}.txt'), 'w') as f:
+      f.writelines(f'{i}\n' for i in input_pipeline.split_ids(config, split))
+
+
 def uses_feature_cache(config, stage):
   """Stage 1's case: the whole backbone frozen, so its features can be cached."""
   return bool(config.feature_cache) and not stage.trainable_layers
@@ -263,6 +275,7 @@ def train_and_evaluate(config, workdir):
   mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
   start_stage, start_epoch, state = restore_latest(config, model, mngr, fresh)
   state = state or fresh
+  write_split_lists(config, workdir)
   logging.info('Training on %d device(s) in %d process(es); %d train examples.',
                jax.device_count(), jax.process_count(),
                input_pipeline.num_examples(config, config.dataset.train_split))
@@ -333,10 +346,7 @@ def test_stage(config, workdir, model, params, source, stage_name):
 
 def load_trained(workdir):
   """(config, model, params) of a trained workdir, from its files alone."""
-  config = checkpoint.stored_config(workdir)
-  if config is None:
-    raise FileNotFoundError(f'{workdir} holds no {checkpoint.CONFIG_FILE}: not a '
-                            'workdir of `run.py --mode=train`.')
+  config = checkpoint.trained_config(workdir)
   model = model_lib.build_model(config)
   like = model_lib.param_shapes(model, config.dataset.image_size)
   return config, model, checkpoint.restore_params(workdir, like)

@@ -48,7 +48,10 @@ def final_params(config, workdir):
 
 def test_run_leaves_checkpoints_results_and_report(finished_run, data_dir):
   files = set(os.listdir(finished_run))
-  assert {'checkpoints', 'config.json', 'metrics.jsonl', 'results.json', 'report.md'} <= files
+  assert {'checkpoints', 'config.json', 'metrics.jsonl', 'results.json', 'report.md',
+          'splits'} <= files
+  with open(os.path.join(finished_run, 'splits', 'test.txt')) as f:
+    assert f.read().split() == input_pipeline.split_ids(make_config(data_dir), 'test')
   mngr = checkpoint.manager(finished_run, read_only=True)
   assert mngr.latest_step() == STAGE1_EPOCHS + STAGE2_EPOCHS
   with open(os.path.join(finished_run, 'results.json')) as f:

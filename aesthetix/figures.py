@@ -1,0 +1,231 @@
+"""The paper's figures for a run, from its workdir: PNGs beside report.md.
+
+Scatter of ground truth vs prediction (Fig. 5/10), the most and least
+successful predictions (Fig. 6/7, 11/12), the rank correlations between
+outputs, ground truth and predictions (Fig. 9/14), and the loss and
+validation curves of both stages. Everything comes from the run's saved test
+predictions and metrics.jsonl; the image grids also read the test split.
+Drawn with matplotlib's object API (Agg canvas), so no display is needed.
+"""
+
+import math
+import os
+
+from absl import logging
+from matplotlib.figure import Figure
+import numpy as np
+
+from aesthetix import input_pipeline
+from aesthetix import metrics
+from aesthetix import parallel
+from aesthetix import report
+from aesthetix import targets
+from aesthetix import train
+
+SCATTER_OVERALL = 'scatter_overall.png'
+SCATTER_OUTPUTS = 'scatter_outputs.png'
+BEST = 'best_predictions.png'
+WORST = 'worst_predictions.png'
+RANK_CORRELATIONS = 'rank_correlations.png'
+TRAINING_CURVES = 'training_curves.png'
+FIGURES_HEADING = '## Figures'
+
+GRID_IMAGES = 8    # Images in each of the best / worst grids.
+GRID_COLUMNS = 4
+PANEL_COLUMNS = 4  # Scatter panels per row.
+DPI = 120
+POINT_SIZE = 10
+
+
+def final_predictions(workdir, split):
+  """(stage, {'ids', 'true', 'pred'}) of the last stage with saved predictions, or (None, None)."""
+  for stage in reversed(train.STAGES):
+    predictions = train.load_predictions(workdir, stage, split)
+    if predictions is not None:
+      return stage, predictions
+  return None, None
+
+
+def _save(fig, path):
+  fig.savefig(path, dpi=DPI)
+  return path
+
+
+def _scatter_panel(ax, true, pred, name, value_range):
+  lo, hi = value_range
+  ax.scatter(true, pred, s=POINT_SIZE, alpha=0.6, edgecolors='none')
+  ax.plot([lo, hi], [lo, hi], color='gray', linewidth=1, linestyle='--', label='y = x')
+  ax.set_xlim(lo, hi)
+  ax.set_ylim(lo, hi)
+  ax.set_aspect('equal')
+  rho = metrics.output_metrics([name], true[:, None], pred[:, None])[name]['spearman']
+  ax.set_title(f'{name} (rho {rho:.3f})' if np.isfinite(rho) else name)
+  ax.set_xlabel('ground truth')
+  ax.set_ylabel('prediction')
+
+
+def scatter_overall(path, dataset, name, true, pred, title):
+  """Fig. 5/10: ground truth [N] vs prediction [N] of the overall score."""
+  fig = Figure(figsize=(5, 5), layout='constrained')
+  ax = fig.subplots()
+  _scatter_panel(ax, true, pred, name, targets.spec(dataset).ranges[name])
+  ax.legend(loc='upper left')
+  fig.suptitle(title)
+  return _save(fig, path)
+
+
+def scatter_outputs(path, dataset, names, true, pred, title):
+  """One scatter panel per output; true, pred [N, n]."""
+  rows = math.ceil(len(names) / PANEL_COLUMNS)
+  cols = min(len(names), PANEL_COLUMNS)
+  fig = Figure(figsize=(3.2 * cols, 3.2 * rows), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+  for k, name in enumerate(names):
+    _scatter_panel(axes[k], true[:, k], pred[:, k], name,
+                   targets.spec(dataset).ranges[name])
+  for ax in axes[len(names):]:
+    ax.set_axis_off()
+  fig.suptitle(title)
+  return _save(fig, path)
+
+
+def best_and_worst(true, pred, count=GRID_IMAGES):
+  """Indices of the `count` smallest and largest absolute errors [N] (best first / worst first)."""
+  order = np.argsort(np.abs(pred - true), kind='stable')
+  return order[:count], order[::-1][:count]
+
+
+def image_grid(path, images, true, pred, name, title):
+  """Images uint8 [n, S, S, 3] with their true and predicted `name` under each."""
+  n = len(images)
+  cols = min(n, GRID_COLUMNS)
+  rows = math.ceil(n / cols)
+  fig = Figure(figsize=(2.4 * cols, 2.7 * rows), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+  for ax, image, t, p in zip(axes, images, true, pred):
+    ax.imshow(image)
+    ax.set_xlabel(f'true {t:.3f}\npredicted {p:.3f}')
+    ax.set_xticks([])
+    ax.set_yticks([])
+  for ax in axes[n:]:
+    ax.set_axis_off()
+  fig.suptitle(f'{title} ({name})')
+  return _save(fig, path)
+
+
+def rank_correlations(path, names, truth, prediction):
+  """Fig. 9/14: Spearman rho between outputs [n, n], ground truth and predictions."""
+  fig = Figure(figsize=(2 * (0.45 * len(names) + 2), 0.45 * len(names) + 2),
+               layout='constrained')
+  axes = fig.subplots(1, 2)
+  for ax, matrix, title in zip(axes, (truth, prediction), ('Ground truth', 'Predictions')):
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap='RdBu_r')
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title(title)
+    for i in range(len(names)):
+      for j in range(len(names)):
+        ax.text(j, i, f'{matrix[i][j]:.2f}', ha='center', va='center', fontsize=6)
+  fig.colorbar(image, ax=axes, shrink=0.8, label="Spearman's rho")
+  fig.suptitle('Rank correlations between outputs (test split)')
+  return _save(fig, path)
+
+
+def training_curves(path, history, overall):
+  """Training loss and validation rho of the overall score per epoch, both stages."""
+  fig = Figure(figsize=(10, 4), layout='constrained')
+  loss_ax, rho_ax = fig.subplots(1, 2)
+  epoch = 0
+  for stage in train.STAGES:
+    records = [h for h in history if h['stage'] == stage]
+    if not records:
+      continue
+    x = [epoch + h['epoch'] for h in records]
+    label = f'{report.STAGE_TITLES[stage]} ({stage})'
+    loss_ax.plot(x, [h['train_loss'] for h in records], marker='o', label=label)
+    rho_ax.plot(x, [h['validation'][overall]['spearman'] for h in records],
+                marker='o', label=label)
+    epoch = x[-1]
+  loss_ax.set_xlabel('epoch')
+  loss_ax.set_ylabel('training loss (MSE, [0, 1] targets)')
+  rho_ax.set_xlabel('epoch')
+  rho_ax.set_ylabel(f"validation Spearman's rho ({overall})")
+  for ax in (loss_ax, rho_ax):
+    ax.legend()
+    ax.grid(alpha=0.3)
+  fig.suptitle('Training history')
+  return _save(fig, path)
+
+
+def test_images(config, split, ids):
+  """{id: uint8 [S, S, 3]} of the examples `ids` of `split`, as the model saw them.
+
+  None when the dataset cannot be read here (e.g. a workdir copied without it).
+  """
+  wanted = set(ids)
+  found = {}
+  try:
+    batch_size = parallel.host_batch_size(config.eval_batch_size)
+    for batch in input_pipeline.eval_batches(config, split, batch_size=batch_size):
+      for image, example_id, keep in zip(batch['image'], batch['id'], batch['mask']):
+        if keep and example_id in wanted:
+          found[example_id] = image
+  except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+    logging.warning('No image grids: cannot read the %s split of %s (%s).', split,
+                    config.dataset.name, e)
+    return None
+  return found
+
+
+def write_all(config, workdir):
+  """Writes every figure the workdir has data for; returns the PNG paths."""
+  split = config.dataset.test_split
+  names = list(train.output_names(config))
+  dataset = config.dataset.name
+  paths = []
+  stage, predictions = final_predictions(workdir, split)
+  if predictions is not None:
+    true, pred = predictions['true'], predictions['pred']
+    where = f'{dataset}, {split} split, after {stage}'
+    paths.append(scatter_overall(os.path.join(workdir, SCATTER_OVERALL), dataset,
+                                 names[0], true[:, 0], pred[:, 0], where))
+    if len(names) > 1:
+      paths.append(scatter_outputs(os.path.join(workdir, SCATTER_OUTPUTS), dataset,
+                                   names, true, pred, where))
+      paths.append(rank_correlations(
+          os.path.join(workdir, RANK_CORRELATIONS), names,
+          metrics.rank_correlation_matrix(true), metrics.rank_correlation_matrix(pred)))
+    best, worst = best_and_worst(true[:, 0], pred[:, 0])
+    ids = [str(i) for i in predictions['ids']]
+    images = test_images(config, split, [ids[i] for i in np.concatenate([best, worst])])
+    if images is not None:
+      for file_name, chosen, title in ((BEST, best, 'Most successful predictions'),
+                                       (WORST, worst, 'Least successful predictions')):
+        chosen = [i for i in chosen if ids[i] in images]
+        if not chosen:
+          continue
+        paths.append(image_grid(os.path.join(workdir, file_name),
+                                np.stack([images[ids[i]] for i in chosen]),
+                                true[chosen, 0], pred[chosen, 0], names[0], title))
+  history, _ = report.read_history(workdir)
+  if history:
+    paths.append(training_curves(os.path.join(workdir, TRAINING_CURVES), history, names[0]))
+  return paths
+
+
+def markdown_section(workdir, paths):
+  """The report's figures section, images linked relative to the workdir."""
+  lines = [FIGURES_HEADING, '']
+  for path in paths:
+    name = os.path.relpath(path, workdir)
+    title = os.path.splitext(os.path.basename(path))[0].replace('_', ' ').capitalize()
+    lines += [f'### {title}', '', f'![{title}]({name})', '']
+  return '\n'.join(lines)
+
+
+def append_to_report(workdir, paths):
+  """Appends the figures section to the workdir's report.md (written by report.write)."""
+  path = os.path.join(workdir, report.REPORT_FILE)
+  with open(path, 'a') as f:
+    f.write('\n' + markdown_section(workdir, paths))
+  return path

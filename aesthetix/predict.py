@@ -1,0 +1,278 @@
+"""Scores for anyone's photos: the overall score and every attribute, in the dataset's scale.
+
+`predict_workdir(workdir, images, output)` loads a trained model from its
+workdir alone (config.json and the latest checkpoint), reads every image Pillow
+can read, resizes it exactly as training resized its images
+(`input_pipeline.resize_image`) and writes one row per file: the path, one
+column per output (`train.output_names`, mapped by `targets.from_unit` to the
+training dataset's own scale) and an error column. A file that cannot be read
+gets its error and no scores; it never stops the batch.
+"""
+
+import collections
+import concurrent.futures
+import csv
+import glob
+import itertools
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+from PIL import UnidentifiedImageError
+import tqdm
+
+from aesthetix import input_pipeline
+from aesthetix import parallel
+from aesthetix import targets
+from aesthetix import train
+
+PATH_COLUMN = 'path'
+ERROR_COLUMN = 'error'
+# Transparent pixels are shown on white, as a photo on a page or a screen.
+BACKGROUND = (255, 255, 255)
+# Pillow's modes of one 16-bit (or wider integer) channel.
+SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+SIXTEEN_TO_EIGHT_BITS = 257.0  # 65535 / 255.
+# Decimals of the scores written: far below any difference that matters.
+DECIMALS = 6
+# Images decoded ahead of the devices, per loader thread.
+_LOAD_AHEAD_PER_THREAD = 4
+
+
+class ImageError(ValueError):
+  """A file that is not an image Pillow can read; `reason` says why."""
+
+  def __init__(self, path, reason):
+    super().__init__(f'{path}: {reason}')
+    self.path = path
+    self.reason = reason
+
+
+def find_images(spec):
+  """Files named by `spec`: a file, a folder (searched recursively) or a glob.
+
+  Hidden files and folders (names starting with '.') in a folder are left out;
+  every other file is listed, images or not, so that none is skipped silently.
+  """
+  spec = os.path.expanduser(spec)
+  if os.path.isfile(spec):
+    return [spec]
+  if os.path.isdir(spec):
+    paths = []
+    for root, dirs, files in os.walk(spec):
+      dirs[:] = [d for d in dirs if not d.startswith('.')]
+      paths += [os.path.join(root, f) for f in files if not f.startswith('.')]
+    if not paths:
+      raise FileNotFoundError(f'The folder {spec} holds no files.')
+    return sorted(paths)
+  paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+  if not paths:
+    raise FileNotFoundError(
+        f'{spec!r} is not a file or a folder, and as a glob it matches no files. '
+        "Quote globs so that the shell leaves them alone: --images='photos/*.jpg'.")
+  return paths
+
+
+def to_rgb(image):
+  """A Pillow image of any mode -> uint8 RGB [H, W, 3].
+
+  16-bit channels are scaled to 8 bits, float ones read as [0, 1] (or [0, 255]
+  when larger values occur), transparency is composited on `BACKGROUND`,
+  CMYK, palette, grayscale and bilevel images are converted by Pillow.
+  """
+  if image.mode in SIXTEEN_BIT_MODES or image.mode == 'F':
+    pixels = np.asarray(image, np.float64)
+    if image.mode in SIXTEEN_BIT_MODES:
+      pixels = pixels / SIXTEEN_TO_EIGHT_BITS
+    elif pixels.size and np.nanmax(pixels) <= 1.0:
+      pixels = pixels * 255.0
+    gray = np.clip(np.round(np.nan_to_num(pixels)), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+  if image.mode in ('RGBA', 'LA', 'PA', 'La', 'RGBa') or 'transparency' in image.info:
+    rgba = image.convert('RGBA')
+    background = Image.new('RGBA', rgba.size, BACKGROUND + (255,))
+    image = Image.alpha_composite(background, rgba)
+  return np.asarray(image.convert('RGB'), np.uint8)
+
+
+def load_image(path):
+  """Any image Pillow reads -> uint8 RGB [H, W, 3], upright.
+
+  The EXIF orientation is applied; of an animation or a multi-page file, the
+  first frame is used. Raises `ImageError` (naming the file) otherwise.
+  """
+  try:
+    if os.path.getsize(path) == 0:
+      raise ImageError(path, 'empty file')
+    with Image.open(path) as image:
+      image.seek(0)
+      return to_rgb(ImageOps.exif_transpose(image))
+  except ImageError:
+    raise
+  except UnidentifiedImageError as e:
+    raise ImageError(path, 'not an image Pillow can read (unknown format or '
+                     'not an image file)') from e
+  # Broken files make Pillow's decoders raise many kinds of errors (OSError,
+  # SyntaxError, struct.error, EOFError, DecompressionBombError, ...): all of
+  # them mean "this file cannot be scored", and none may stop the others.
+  except Exception as e:  # pylint: disable=broad-except
+    raise ImageError(path, f'cannot read the image ({type(e).__name__}: {e})') from e
+
+
+def model_input(pixels, config):
+  """uint8 [H, W, 3] -> uint8 [S, S, 3], resized as the training images were."""
+  return np.asarray(input_pipeline.resize_image(
+      pixels, int(config.dataset.image_size),
+      config.dataset.get('resize_method', 'bilinear')))
+
+
+def _load(path):
+  """(uint8 RGB [H, W, 3], '') or (None, reason) for one file."""
+  try:
+    return load_image(path), ''
+  except ImageError as e:
+    return None, e.reason
+
+
+def ordered_map(fn, items, workers, ahead):
+  """fn(item) for each item, in order, computed by `workers` threads.
+
+  At most `ahead` results wait at a time, so memory stays bounded for any
+  number of items. Decoding (Pillow) releases the GIL.
+  """
+  items = iter(items)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending = collections.deque(pool.submit(fn, x) for x in itertools.islice(items, ahead))
+    while pending:
+      result = pending.popleft().result()
+      pending.extend(pool.submit(fn, x) for x in itertools.islice(items, 1))
+      yield result
+
+
+def _batches(config, paths, batch_size, errors, bar):
+  """Batches {'image': uint8 [B, S, S, 3], 'id': int [B]} of readable images.
+
+  'id' holds positions in `paths` (-1 for padding: the last batch is padded to
+  `batch_size` so that it splits over the devices). Unreadable files are
+  recorded in `errors` {position: reason} instead.
+  """
+  size = int(config.dataset.image_size)
+  workers = os.cpu_count() or 1
+  loaded = ordered_map(_load, paths, workers,
+                       max(batch_size, workers * _LOAD_AHEAD_PER_THREAD))
+  images, positions = [], []
+  for position, (pixels, error) in enumerate(loaded):
+    bar.update(1)
+    if pixels is None:
+      errors[position] = error
+      continue
+    # Resized here, on one thread: TensorFlow's eager ops stay off the pool.
+    images.append(model_input(pixels, config))
+    positions.append(position)
+    if len(images) == batch_size:
+      yield {'image': np.stack(images), 'id': np.array(positions)}
+      images, positions = [], []
+  if images:
+    pad = batch_size - len(images)
+    yield {'image': np.concatenate([np.stack(images),
+                                    np.zeros((pad, size, size, 3), np.uint8)]),
+           'id': np.array(positions + [-1] * pad)}
+
+
+def score_paths(config, model, params, paths, batch_size=None, progress=True):
+  """One row per path: {'path', *output names, 'error'}, scores in the dataset's scale.
+
+  Rows of unreadable files have the reason in 'error' and None scores; rows of
+  scored images have error ''. Returns (rows, seconds spent, compilation included).
+  """
+  names = train.output_names(config)
+  batch_size = parallel.host_batch_size(batch_size or config.eval_batch_size)
+  predict_step = train.make_predict_step(model)
+  replicated = parallel.replicate(params)
+  scores, errors = {}, {}
+  start = time.time()
+  with tqdm.tqdm(total=len(paths), unit='image', desc='Scoring',
+                 disable=not progress) as bar:
+    batches = _batches(config, paths, batch_size, errors, bar)
+    for batch, host in parallel.prefetch(batches):
+      pred = parallel.unshard(predict_step(replicated, batch))
+      keep = host['id'] >= 0
+      pred = targets.from_unit(config.dataset.name, pred[keep, :len(names)])
+      scores.update(zip(host['id'][keep].tolist(), pred.tolist()))
+  seconds = time.time() - start
+  rows = []
+  for position, path in enumerate(paths):
+    values = scores.get(position, [None] * len(names))
+    rows.append({PATH_COLUMN: path, **dict(zip(names, values)),
+                 ERROR_COLUMN: errors.get(position, '')})
+  return rows, seconds
+
+
+def columns(names):
+  return [PATH_COLUMN, *names, ERROR_COLUMN]
+
+
+def write_scores(rows, names, output):
+  """Writes rows as JSON (a list of records) when `output` ends in .json, else CSV.
+
+  `output` '-' writes CSV to stdout. JSON has null for missing scores and
+  errors; CSV leaves those cells empty.
+  """
+  cols = columns(names)
+  names = set(names)
+  if output == '-':
+    _write_csv(rows, cols, sys.stdout)
+    return
+  folder = os.path.dirname(os.path.abspath(output))
+  os.makedirs(folder, exist_ok=True)
+  with open(output, 'w', newline='') as f:
+    if output.lower().endswith('.json'):
+      records = [{c: _rounded(row[c]) if c in names else (row[c] or None) for c in cols}
+                 for row in rows]
+      json.dump(records, f, indent=2)
+      f.write('\n')
+    else:
+      _write_csv(rows, cols, f)
+
+
+def _write_csv(rows, cols, f):
+  writer = csv.DictWriter(f, fieldnames=cols)
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({c: '' if row[c] is None else _rounded(row[c]) for c in cols})
+
+
+def _rounded(value):
+  return round(value, DECIMALS) if isinstance(value, float) else value
+
+
+def read_scores(path):
+  """The rows `write_scores` wrote (CSV or JSON), scores as float or None."""
+  with open(path, newline='') as f:
+    if path.lower().endswith('.json'):
+      return json.load(f)
+    rows = list(csv.DictReader(f))
+  parse = lambda k, v: v if k in (PATH_COLUMN, ERROR_COLUMN) else (
+      float(v) if v != '' else None)
+  return [{k: parse(k, v) for k, v in row.items()} for row in rows]
+
+
+def predict_workdir(workdir, images, output='-', progress=True):
+  """Scores the files named by `images` with a trained workdir's model; writes `output`.
+
+  Returns a summary: {'rows', 'outputs', 'scored', 'failed', 'seconds',
+  'images_per_second'}.
+  """
+  config, model, params = train.load_trained(workdir)
+  paths = find_images(images)
+  rows, seconds = score_paths(config, model, params, paths, progress=progress)
+  names = train.output_names(config)
+  write_scores(rows, names, output)
+  scored = sum(1 for r in rows if not r[ERROR_COLUMN])
+  return dict(rows=rows, outputs=list(names), scored=scored,
+              failed=len(rows) - scored, seconds=seconds,
+              images_per_second=scored / max(seconds, 1e-9))

@@ -1,0 +1,190 @@
+"""Scoring folders of photos: formats, conversions, unreadable files, outputs, copied workdirs."""
+
+import json
+import os
+import shutil
+
+from absl import flags
+import numpy as np
+from PIL import Image
+import pytest
+
+from aesthetix import input_pipeline
+from aesthetix import predict
+from aesthetix import targets
+from aesthetix import train
+from tests import trained_workdir
+
+EXIF_ORIENTATION = 0x0112
+ROTATED_90_CW = 6  # EXIF: rotate 90 degrees clockwise to display.
+BAD_FILES = {'corrupt.jpg': 'cannot read', 'notes.txt': 'not an image', 'empty.png': 'empty file'}
+
+
+def photo(seed, shape=(40, 56, 3)):
+  """Smooth random uint8 pixels (JPEG-friendly, so formats agree closely)."""
+  rng = np.random.default_rng(seed)
+  small = rng.integers(0, 256, (5, 7, shape[2]), np.uint8)
+  big = Image.fromarray(small.squeeze()).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+  return np.asarray(big)
+
+
+def write_photos(folder):
+  """A folder of good images in many formats and modes, and three bad files."""
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / 'more').mkdir()
+  rgb = photo(0)
+  for name in ('rgb.jpg', 'rgb.png', 'rgb.webp', 'rgb.tiff', 'rgb.bmp'):
+    Image.fromarray(rgb).save(folder / name, **({'lossless': True} if name.endswith('webp') else {}))
+  Image.fromarray(photo(1)[..., 0]).save(folder / 'more' / 'gray.png')
+  Image.fromarray(rgb).convert('CMYK').save(folder / 'cmyk.jpg')
+  rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+  rgba[:, :10, 3] = 0  # A transparent strip: white once composited.
+  Image.fromarray(rgba).save(folder / 'rgba.png')
+  Image.fromarray(photo(2)[..., 0].astype(np.uint16) * 257).save(folder / 'sixteen_bit.png')
+  frames = [Image.fromarray(photo(3)).convert('P'), Image.fromarray(photo(4)).convert('P')]
+  frames[0].save(folder / 'animated.gif', save_all=True, append_images=frames[1:])
+  # The same photo stored sideways with an EXIF orientation, and upright.
+  upright = photo(5, (56, 40, 3))
+  Image.fromarray(upright).save(folder / 'upright.png')
+  exif = Image.Exif()
+  exif[EXIF_ORIENTATION] = ROTATED_90_CW
+  Image.fromarray(np.rot90(upright, k=1)).save(folder / 'more' / 'sideways.png', exif=exif)
+  good = open(folder / 'rgb.jpg', 'rb').read()
+  (folder / 'corrupt.jpg').write_bytes(good[:len(good) // 3])
+  (folder / 'notes.txt').write_text('Shot list for Saturday.\n')
+  (folder / 'empty.png').write_bytes(b'')
+  (folder / '.hidden.jpg').write_bytes(good)  # Hidden files are left out.
+  return folder
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  return trained_workdir.get(tmp_path_factory)
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+  return write_photos(tmp_path_factory.mktemp('photos') / 'photos')
+
+
+@pytest.fixture(scope='module')
+def scored(trained, photos, tmp_path_factory):
+  _, workdir = trained
+  output = str(tmp_path_factory.mktemp('scores') / 'scores.csv')
+  summary = predict.predict_workdir(workdir, str(photos), output, progress=False)
+  return summary, output
+
+
+def by_name(rows):
+  return {os.path.basename(r[predict.PATH_COLUMN]): r for r in rows}
+
+
+def test_load_image_converts_every_mode_to_upright_rgb(photos):
+  rgb = predict.load_image(photos / 'rgb.png')
+  assert rgb.dtype == np.uint8 and rgb.shape == (40, 56, 3)
+  np.testing.assert_array_equal(predict.load_image(photos / 'rgb.tiff'), rgb)
+  np.testing.assert_array_equal(predict.load_image(photos / 'rgb.webp'), rgb)
+  gray = predict.load_image(photos / 'more' / 'gray.png')
+  assert gray.shape == (40, 56, 3) and np.all(gray[..., 0] == gray[..., 2])
+  np.testing.assert_array_equal(predict.load_image(photos / 'sixteen_bit.png')[..., 0],
+                                photo(2)[..., 0])
+  rgba = predict.load_image(photos / 'rgba.png')
+  assert np.all(rgba[:, :10] == 255)
+  np.testing.assert_array_equal(rgba[:, 10:], rgb[:, 10:])
+  assert predict.load_image(photos / 'cmyk.jpg').shape == (40, 56, 3)
+  first = np.asarray(Image.fromarray(photo(3)).convert('P').convert('RGB'))
+  np.testing.assert_array_equal(predict.load_image(photos / 'animated.gif'), first)
+  np.testing.assert_array_equal(predict.load_image(photos / 'more' / 'sideways.png'),
+                                predict.load_image(photos / 'upright.png'))
+
+
+@pytest.mark.parametrize('name', sorted(BAD_FILES))
+def test_load_image_names_the_file_and_the_reason(photos, name):
+  with pytest.raises(predict.ImageError, match=BAD_FILES[name]) as e:
+    predict.load_image(photos / name)
+  assert name in str(e.value)
+
+
+def test_a_jpeg_reaches_the_model_as_training_images_do(trained, photos):
+  config, _ = trained
+  encoded = open(photos / 'rgb.jpg', 'rb').read()
+  size = config.dataset.image_size
+  np.testing.assert_array_equal(
+      predict.model_input(predict.load_image(photos / 'rgb.jpg'), config),
+      input_pipeline.decode_and_resize(encoded, False, size, config.dataset.resize_method))
+
+
+def test_every_file_gets_a_row_and_bad_ones_an_error(scored, photos):
+  summary, output = scored
+  rows = by_name(predict.read_scores(output))
+  expected = {os.path.basename(p) for p in predict.find_images(str(photos))}
+  assert set(rows) == expected and '.hidden.jpg' not in rows
+  assert summary['failed'] == len(BAD_FILES) and summary['scored'] == len(rows) - len(BAD_FILES)
+  assert summary['images_per_second'] > 0
+  names = summary['outputs']
+  for name, row in rows.items():
+    if name in BAD_FILES:
+      assert BAD_FILES[name] in row['error'] and all(row[n] is None for n in names)
+    else:
+      assert row['error'] == ''
+      lo, hi = targets.ranges('synthetic_aesthetics', len(names))
+      assert np.all((np.array([row[n] for n in names]) >= lo) &
+                    (np.array([row[n] for n in names]) <= hi))
+  # The rotated photo is scored as its upright twin; lossless copies as the original.
+  for a, b in (('sideways.png', 'upright.png'), ('rgb.png', 'rgb.webp'), ('rgb.png', 'rgb.bmp')):
+    np.testing.assert_allclose([rows[a][n] for n in names], [rows[b][n] for n in names],
+                               atol=1e-5)
+
+
+def test_csv_and_json_have_the_same_columns_and_rows(scored, trained, photos, tmp_path):
+  summary, csv_path = scored
+  _, workdir = trained
+  header = open(csv_path).readline().strip().split(',')
+  assert header == ['path', 'score', *targets.output_names('synthetic_aesthetics')[1:], 'error']
+  json_path = str(tmp_path / 'scores.json')
+  predict.predict_workdir(workdir, str(photos), json_path, progress=False)
+  records = json.load(open(json_path))
+  assert all(list(r) == header for r in records)
+  from_csv = predict.read_scores(csv_path)
+  for a, b in zip(from_csv, records):
+    assert a['path'] == b['path'] and (a['error'] or None) == b['error']
+    for n in summary['outputs']:
+      assert (a[n] is None and b[n] is None) or abs(a[n] - b[n]) < 1e-6
+
+
+def test_a_copied_workdir_scores_alike_without_the_dataset(scored, trained, photos, tmp_path):
+  summary, _ = scored
+  _, workdir = trained
+  copy = tmp_path / 'elsewhere'
+  shutil.copytree(workdir, copy)
+  config_path = copy / 'config.json'
+  stored = json.load(open(config_path))
+  stored['dataset']['data_dir'] = str(tmp_path / 'no_such_data')  # As on another machine.
+  json.dump(stored, open(config_path, 'w'))
+  again = predict.predict_workdir(str(copy), str(photos), str(tmp_path / 's.csv'),
+                                  progress=False)
+  assert not os.path.exists(tmp_path / 'no_such_data')
+  for a, b in zip(summary['rows'], again['rows']):
+    assert a == b
+
+
+def test_find_images_takes_a_file_a_folder_or_a_glob(photos):
+  assert predict.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
+  assert predict.find_images(str(photos / '**' / '*.png')) == sorted(
+      str(p) for p in photos.rglob('*.png'))
+  with pytest.raises(FileNotFoundError, match='matches no files'):
+    predict.find_images(str(photos / '*.heic'))
+
+
+def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
+  import run  # pylint: disable=g-import-not-at-top
+  _, workdir = trained
+  output = str(tmp_path / 'cli.json')
+  argv = flags.FLAGS(['run.py', '--mode=predict', f'--workdir={workdir}',
+                      f'--images={photos}/rgb.*', f'--output={output}'])
+  try:
+    assert run.main(argv) == 0
+  finally:
+    flags.FLAGS.unparse_flags()
+  records = json.load(open(output))
+  assert len(records) == 5 and all(r['error'] is None for r in records)
