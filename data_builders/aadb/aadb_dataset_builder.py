@@ -21,10 +21,12 @@ import tensorflow_datasets as tfds
 
 try:
   from aesthetix import targets
+  from data_builders import features
   from data_builders import manual_files
 except ImportError:  # `tfds build data_builders/aadb` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
   from aesthetix import targets
+  from data_builders import features
   from data_builders import manual_files
 
 NAME = 'aadb'
@@ -145,18 +147,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self):
-    spec = targets.spec(NAME)
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'id': tfds.features.Text(doc='Image file name as in the label lists.'),
-            'labels': tfds.features.FeaturesDict({
-                n: tfds.features.Scalar(np.float32, doc=f'In {spec.ranges[n]}.')
-                for n in spec.output_names}),
-            'val_test_overlap': tfds.features.Scalar(
-                np.bool_, doc='Listed in both validation and TestNew.'),
-        }),
+        features=features.example_features(
+            NAME, id_doc='Image file name as in the label lists.',
+            val_test_overlap=tfds.features.Scalar(
+                np.bool_, doc='Listed in both validation and TestNew.')),
         supervised_keys=None,
         homepage='https://www.ics.uci.edu/~skong2/aesthetics.html',
         citation='Kong et al., Photo Aesthetics Ranking Network with Attributes '

@@ -24,11 +24,13 @@ import tensorflow_datasets as tfds
 
 try:
   from aesthetix import targets
+  from data_builders import features
   from data_builders import manual_files
   from data_builders.eva import eva_split
 except ImportError:  # `tfds build data_builders/eva` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
   from aesthetix import targets
+  from data_builders import features
   from data_builders import manual_files
   from data_builders.eva import eva_split
 
@@ -156,19 +158,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self):
-    spec = targets.spec(NAME)
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'id': tfds.features.Text(doc='EVA image id (file name without .jpg).'),
-            'labels': tfds.features.FeaturesDict({
-                n: tfds.features.Scalar(np.float32, doc=f'Mean vote, in {spec.ranges[n]}.')
-                for n in spec.output_names}),
-            'vote_count': tfds.features.Scalar(np.int32),
-            'score_std': tfds.features.Scalar(np.float32),
-            'category': tfds.features.Scalar(np.int32, doc='1..6; -1 unknown.'),
-        }),
+        features=features.example_features(
+            NAME, id_doc='EVA image id (file name without .jpg).',
+            label_doc='Mean vote, in {range}.',
+            vote_count=tfds.features.Scalar(np.int32),
+            score_std=tfds.features.Scalar(np.float32),
+            category=tfds.features.Scalar(np.int32, doc='1..6; -1 unknown.')),
         supervised_keys=None,
         homepage='https://github.com/kang-gnak/eva-dataset',
         citation='Kang et al., EVA: An Explainable Visual Aesthetics Dataset, '

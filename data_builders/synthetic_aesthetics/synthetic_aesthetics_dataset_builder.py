@@ -20,10 +20,12 @@ import tensorflow_datasets as tfds
 
 try:
   from aesthetix import targets
+  from data_builders import features
   from data_builders.synthetic_aesthetics import scene
 except ImportError:  # `tfds build data_builders/synthetic_aesthetics` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
   from aesthetix import targets
+  from data_builders import features
   from data_builders.synthetic_aesthetics import scene
 
 NAME = 'synthetic_aesthetics'
@@ -60,16 +62,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self):
-    spec = targets.spec(NAME)
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'id': tfds.features.Text(),
-            'labels': tfds.features.FeaturesDict({
-                n: tfds.features.Scalar(np.float32, doc=f'In {spec.ranges[n]}.')
-                for n in spec.output_names}),
-        }),
+        features=features.example_features(NAME, id_doc='<split>_<index>.'),
         supervised_keys=None,
     )
 

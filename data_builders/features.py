@@ -1,0 +1,22 @@
+"""The feature layout every builder shares: the image, its id, and its targets."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from aesthetix import targets
+
+
+def example_features(name, *, id_doc, label_doc='In {range}.', **extra):
+  """FeaturesDict with 'image' (JPEG), 'id', 'labels' {output name: float32} and `extra`.
+
+  Labels are stored in the dataset's own scale; `label_doc` may use {range}.
+  """
+  spec = targets.spec(name)
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+      'id': tfds.features.Text(doc=id_doc),
+      'labels': tfds.features.FeaturesDict({
+          n: tfds.features.Scalar(np.float32, doc=label_doc.format(range=spec.ranges[n]))
+          for n in spec.output_names}),
+      **extra,
+  })
