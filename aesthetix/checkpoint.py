@@ -18,7 +18,8 @@ CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 # Fields that may change between a run and its resumption: where data lives,
 # how often to log, how to evaluate. Anything else changes what is trained.
-RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'log_every_steps',
+RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'dataset.cache_decoded',
+                    'log_every_steps',
                     'eval_batch_size', 'checkpoint_max_to_keep', 'feature_cache',
                     'feature_cache_dir')
 

@@ -129,6 +129,8 @@ class _Shard:
   index: np.ndarray
   total: int
   largest: int
+  # (size, method) -> uint8 [n, size, size, 3]: images decoded once, when asked.
+  decoded: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 def _bounds(n, process_index, process_count):
@@ -297,6 +299,10 @@ def _batches(config, shard, order, flips, batch_size):
   """
   size = int(config.dataset.image_size)
   method = config.dataset.get('resize_method', 'bilinear')
+  if config.dataset.get('cache_decoded', False):
+    yield from _decoded_batches(shard, decoded_images(shard, size, method), order, flips,
+                                batch_size)
+    return
   ds = tf.data.Dataset.from_tensor_slices({
       'image': tf.constant(shard.images[order].tolist(), tf.string),
       'flip': flips,
@@ -312,6 +318,34 @@ def _batches(config, shard, order, flips, batch_size):
   for _ in range(math.ceil(shard.largest / batch_size) - count):  # Other processes have more.
     yield _pad(_gather(shard, np.zeros((0, size, size, 3), np.uint8),
                        np.zeros(0, np.int32)), batch_size)
+
+
+def decoded_images(shard, size, method):
+  """uint8 [n, size, size, 3]: every image of `shard` decoded and resized once.
+
+  Kept with the shard, so later epochs only gather and mirror rows.
+  """
+  key = (size, method)
+  if key not in shard.decoded:
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(shard.images.tolist(), tf.string))
+    ds = ds.map(lambda encoded: decode_and_resize(encoded, False, size, method),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    images = np.zeros((len(shard.ids), size, size, 3), np.uint8)
+    start = 0
+    for batch in ds.batch(256).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+      images[start:start + len(batch)] = batch
+      start += len(batch)
+    shard.decoded[key] = images
+  return shard.decoded[key]
+
+
+def _decoded_batches(shard, images, order, flips, batch_size):
+  """`_batches` from decoded images [n, S, S, 3]: gather, mirror, pad."""
+  for start in range(0, math.ceil(shard.largest / batch_size) * batch_size, batch_size):
+    pos, flip = order[start:start + batch_size], flips[start:start + batch_size]
+    batch = images[pos]
+    batch[flip] = batch[flip][:, :, ::-1]
+    yield _pad(_gather(shard, batch, pos), batch_size)
 
 
 def _gather(shard, images, pos):

@@ -59,6 +59,9 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
       builder_kwargs=config_dict.placeholder(dict),
       # tf.image.resize method from the stored size to image_size.
       resize_method='bilinear',
+      # Decode and resize each image once and keep the uint8 pixels in memory
+      # (AADB at 224: about 1.4 GB per process); False decodes every epoch.
+      cache_decoded=True,
   ))
 
   c.model = ml_collections.ConfigDict(dict(

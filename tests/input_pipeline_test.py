@@ -14,6 +14,7 @@ from aesthetix import targets
 from configs import common
 from data_builders.synthetic_aesthetics import synthetic_aesthetics_dataset_builder as synthetic
 from tests import fixtures_data
+from tests import tiny
 
 SIZES = {'train': 13, 'validation': 5, 'test': 7}
 IMAGE_SIZE = 32
@@ -202,3 +203,24 @@ def test_decode_and_resize_rounds_and_flips():
   np.testing.assert_array_equal(flipped, decoded[:, ::-1])
   small = input_pipeline.decode_and_resize(encoded, False, 4).numpy()
   assert small.shape == (4, 4, 3) and small.dtype == np.uint8
+
+
+def test_decoding_once_gives_the_same_batches_as_decoding_every_epoch(tmp_path):
+  config = tiny.config(tmp_path)
+  for kwargs in (dict(epoch=0, seed=3), dict(epoch=1, seed=3)):
+    batches = {}
+    for cached in (False, True):
+      config.dataset.cache_decoded = cached
+      batches[cached] = list(input_pipeline.train_batches(
+          config, 'train', batch_size=tiny.BATCH_SIZE, **kwargs))
+    assert len(batches[True]) == len(batches[False])
+    for a, b in zip(batches[True], batches[False]):
+      assert set(a) == set(b)
+      for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+  config.dataset.cache_decoded = True
+  evaluated = list(input_pipeline.eval_batches(config, 'test', batch_size=5))
+  config.dataset.cache_decoded = False
+  for a, b in zip(evaluated, input_pipeline.eval_batches(config, 'test', batch_size=5)):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['mask'], b['mask'])
