@@ -21,7 +21,7 @@ CHECKPOINT_DIR = 'checkpoints'
 RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'dataset.cache_decoded',
                     'log_every_steps',
                     'eval_batch_size', 'checkpoint_max_to_keep', 'feature_cache',
-                    'feature_cache_dir')
+                    'prefix_cache', 'feature_cache_dir')
 
 
 class IncompatibleWorkdirError(ValueError):

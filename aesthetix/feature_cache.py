@@ -1,15 +1,23 @@
-"""Stage 1's pooled backbone features, computed once per image and mirror image.
+"""Frozen parts of the backbone, computed once per image and mirror image.
 
-While the whole VGG16 is frozen (stage 1), its pooled output is a pure function
-of the image and its flip. Computing it once for each (2 backbone passes per
-training image, 1 per evaluation image) instead of once per epoch leaves the
-head, trained on the same examples, flips, order and dropout, as the only work
-of each step.
+Layers that do not train are a pure function of the image and its flip, so
+their outputs can be computed once (2 backbone passes per training image, 1
+per evaluation image) instead of once per epoch. Two caches, one pass:
 
-A cache file holds one process's shard of one split: float32 [n, flips, 512].
-Its name carries a digest of everything the features depend on (the data and
-its preprocessing, the backbone's weights, the compute dtype, the shard), so a
-changed input never reads a stale file.
+- 'features': the pooled output of the whole backbone [n, views, 512], valid
+  while all of VGG16 is frozen (stage 1); stage 1 then trains the head alone.
+- 'prefix': the output of the last layer below the first layer any stage
+  trains (block4_conv1 for the paper) [n, views, h, w, C]. Those layers are
+  frozen in both stages, so stage 1's pass yields it for free and stage 2
+  starts from it: its steps skip 47% of their FLOPs at 224x224
+  (bench/stage2_prefix.py). It takes disk: 1.5 MiB per view at 224x224, about
+  25 GiB for AADB's training set (config.prefix_cache=False turns it off).
+
+Examples keep the same flips, order and dropout as on images, so training on
+a cache gives the same parameters up to float rounding (tests check it).
+A cache file holds one process's shard of one split; its name carries a digest
+of everything it depends on (data, preprocessing, the weights of the layers
+that produce it, dtype, shard), so a changed input never reads a stale file.
 """
 
 import hashlib
@@ -25,75 +33,128 @@ import numpy as np
 from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
+from aesthetix import vgg16
 
 CACHE_DIR = 'feature_cache'
+FEATURES = 'features'
+PREFIX = 'prefix'
+TRAIN_VIEWS = 2  # The image and its mirror image.
+EVAL_VIEWS = 1
 
 
-def backbone_digest(params):
-  """sha256 of the backbone's parameter values, in a fixed (path) order."""
+def prefix_layer(config, stages):
+  """The last backbone layer below every layer that `stages` train, or None.
+
+  None when no stage trains a backbone layer, or when block1_conv1 trains.
+  """
+  trained = {layer for s in stages for layer in config[s].trainable_layers}
+  if not trained:
+    return None
+  first = min(vgg16.LAYER_NAMES.index(layer) for layer in trained)
+  return vgg16.LAYER_NAMES[first - 1] if first > 0 else None
+
+
+def backbone_digest(params, upto=None):
+  """sha256 of the backbone weights of the layers up to `upto` (default: all)."""
+  layers = vgg16.LAYER_NAMES if upto is None else vgg16.LAYER_NAMES[
+      :vgg16.LAYER_NAMES.index(upto) + 1]
+  backbone = jax.device_get(params[model_lib.BACKBONE])
   h = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(
-      jax.device_get(params[model_lib.BACKBONE]))[0]:
-    h.update(jax.tree_util.keystr(path).encode())
-    h.update(np.ascontiguousarray(leaf).tobytes())
+  for name in (n for n in layers if n in backbone):
+    for var in sorted(backbone[name]):
+      h.update(f'{name}/{var}'.encode())
+      h.update(np.ascontiguousarray(backbone[name][var]).tobytes())
   return h.hexdigest()
 
 
-def cache_key(config, split, flips, digest):
-  """Digest of what the features of `split` depend on."""
+def cache_key(config, split, kind, views, digest, layer=None):
+  """Digest of what the `kind` cache of `split` depends on."""
   d = config.dataset
   parts = dict(
-      dataset=d.name, split=split, image_size=d.image_size,
+      kind=kind, layer=layer, dataset=d.name, split=split, image_size=d.image_size,
       resize_method=d.get('resize_method', 'bilinear'),
       builder_kwargs=d.get('builder_kwargs', None),
       max_train_examples=d.max_train_examples if split == d.train_split else 0,
       drop_val_test_overlap=bool(d.drop_val_test_overlap) and split == d.val_split,
-      examples=input_pipeline.num_examples(config, split), flips=flips,
-      dtype=config.model.dtype, backbone=digest,
+      examples=input_pipeline.num_examples(config, split), views=views,
+      dtype=config.model.dtype, weights=digest,
       process=(jax.process_index(), jax.process_count()))
   blob = json.dumps(parts, sort_keys=True, default=str).encode()
   return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def make_features_step(model, flips):
-  """pmapped (params, batch) -> features [devices, b, flips, F] (mirror second)."""
+def make_pass_step(model, views, layer, kinds):
+  """pmapped (params, batch) -> {kind: [devices, b, views, ...]} for `kinds`.
+
+  The mirror image is view 1. With a prefix `layer`, the features continue
+  from its output, so one pass yields both.
+  """
   def step(params, batch):
     images = batch['image']
-    views = [images, images[:, :, ::-1]][:flips]
-    return jnp.stack([model.apply({'params': params}, v, method=model.features)
-                      for v in views], axis=1)
+    out = {kind: [] for kind in kinds}
+    for v in [images, images[:, :, ::-1]][:views]:
+      if layer is None:
+        out[FEATURES].append(model.apply({'params': params}, v, method=model.features))
+        continue
+      a = model.apply({'params': params}, v, stop_after=layer, method=model.backbone_prefix)
+      if PREFIX in kinds:
+        out[PREFIX].append(a)
+      if FEATURES in kinds:
+        out[FEATURES].append(model.apply({'params': params}, a, start_after=layer,
+                                         method=model.features_from))
+    return {kind: jnp.stack(arrays, axis=1).astype(jnp.float32)
+            for kind, arrays in out.items()}
   return parallel.pmap(step)
 
 
-def compute(config, model, params, split, flips):
-  """float32 [shard examples, flips, F] in the split's index order."""
-  step = make_features_step(model, flips)
+def compute(config, model, params, split, views, layer, paths):
+  """Fills the .npy files `paths` {kind: path} for `split` in one backbone pass."""
+  step = make_pass_step(model, views, layer, tuple(paths))
+  n = input_pipeline.shard_size(config, split)
+  size = config.dataset.image_size
+  shapes = {FEATURES: (vgg16.OUTPUT_FEATURES,)}
+  if layer is not None:
+    shapes[PREFIX] = vgg16.layer_output_shape(size, layer)
+  tmp = {kind: f'{path}.tmp-{os.getpid()}.npy' for kind, path in paths.items()}
+  out = {kind: np.lib.format.open_memmap(tmp[kind], mode='w+', dtype=np.float32,
+                                         shape=(n, views) + shapes[kind])
+         for kind in paths}
+  start = 0
   batches = input_pipeline.eval_batches(
       config, split, batch_size=parallel.host_batch_size(config.eval_batch_size))
-  out = []
   for batch, _ in parallel.prefetch(batches):
-    features = parallel.unshard(step(params, batch))
-    out.append(features[parallel.unshard(batch['mask'])])
-  return np.concatenate(out).astype(np.float32)
+    result = step(params, batch)
+    keep = parallel.unshard(batch['mask'])
+    rows = int(keep.sum())
+    for kind in paths:
+      out[kind][start:start + rows] = parallel.unshard(result[kind])[keep]
+    start += rows
+  for kind, path in paths.items():
+    out[kind].flush()
+    del out[kind]
+    os.replace(tmp[kind], path)
 
 
-def load_or_compute(config, cache_dir, model, params, split, flips, digest):
-  """Cached features of `split`; computed and saved when absent.
+def load_or_compute(config, cache_dir, model, params, split, views, wanted):
+  """{kind: array} of the `wanted` caches of `split`, computed where absent.
 
-  params: replicated model params; digest: their `backbone_digest`.
-  flips: 2 for training (image, mirror), 1 for evaluation.
+  params: replicated model params. wanted: {kind: (layer, digest)}, layer
+  being the prefix layer (None for features without a prefix). Prefix arrays
+  are memory-mapped, not read into memory.
   """
-  key = cache_key(config, split, flips, digest)
-  path = os.path.join(cache_dir, f'{split}-{key}.npy')
-  if os.path.exists(path):
-    logging.info('Features of %s from %s', split, path)
-    return np.load(path)
-  start = time.time()
-  features = compute(config, model, params, split, flips)
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}.npy'
-  np.save(tmp, features)
-  os.replace(tmp, path)
-  logging.info('Computed features of %s (%d x %d views) in %.1f s -> %s', split,
-               len(features), flips, time.time() - start, path)
-  return features
+  paths = {}
+  for kind, (layer, digest) in wanted.items():
+    key = cache_key(config, split, kind, views, digest, layer)
+    paths[kind] = os.path.join(cache_dir, f'{split}-{kind}-{key}.npy')
+  missing = {kind: path for kind, path in paths.items() if not os.path.exists(path)}
+  if missing:
+    start = time.time()
+    os.makedirs(cache_dir, exist_ok=True)
+    layer = wanted[PREFIX][0] if PREFIX in wanted else wanted[FEATURES][0]
+    compute(config, model, params, split, views, layer, missing)
+    logging.info('Computed %s of %s (%d views) in %.1f s: %s', ', '.join(missing), split,
+                 views, time.time() - start,
+                 ', '.join(f'{p} ({os.path.getsize(p) / 2**20:.1f} MiB)'
+                           for p in missing.values()))
+  return {kind: np.load(path, mmap_mode='r' if kind == PREFIX else None)
+          for kind, path in paths.items()}

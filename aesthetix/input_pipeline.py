@@ -213,6 +213,11 @@ def num_examples(config, split):
   return _shard(config, split).total
 
 
+def shard_size(config, split):
+  """Examples of `split` that this process reads."""
+  return len(_shard(config, split).ids)
+
+
 def num_batches(config, split, batch_size):
   """Batches per pass over `split` (the same on every process); batch_size is per process."""
   return math.ceil(_shard(config, split).largest / batch_size)
@@ -237,32 +242,39 @@ def train_batches(config, split, *, batch_size, epoch, seed):
   return _batches(config, shard, order, flips, batch_size)
 
 
-def train_feature_batches(config, split, features, *, batch_size, epoch, seed):
-  """`train_batches` with precomputed features in place of images.
+def train_feature_batches(config, split, features, *, batch_size, epoch, seed,
+                          key='features'):
+  """`train_batches` with precomputed per-view arrays in place of images.
 
-  features: float32 [shard examples, 2, F], index 1 holding the mirrored
-  image's features. Yields the same examples, flips, order and padding as
-  `train_batches`, with 'features' [B, F] instead of 'image'.
+  features: [shard examples, 2, ...] in index order, view 1 computed from the
+  mirrored image. Yields the same examples, flips, order and padding as
+  `train_batches`, with `key` [B, ...] instead of 'image'.
   """
   shard = _shard(config, split)
   order, flips = epoch_plan(len(shard.ids), shard.index, epoch=epoch, seed=seed)
-  return _feature_batches(shard, features[order, flips.astype(np.int64)], order, batch_size)
+  views = flips.astype(np.int64)
+  return _feature_batches(shard, lambda s: features[order[s], views[s]], order,
+                          batch_size, key)
 
 
-def eval_feature_batches(config, split, features, *, batch_size):
-  """`eval_batches` with precomputed features [shard examples, 1 or 2, F] (unmirrored: 0)."""
+def eval_feature_batches(config, split, features, *, batch_size, key='features'):
+  """`eval_batches` with precomputed arrays [shard examples, views, ...] (view 0)."""
   shard = _shard(config, split)
   order = np.arange(len(shard.ids))
-  return _feature_batches(shard, features[:, 0], order, batch_size)
+  return _feature_batches(shard, lambda s: features[order[s], 0], order, batch_size, key)
 
 
-def _feature_batches(shard, features, order, batch_size):
-  """Batches of `features` [n, F] (already in `order`), padded like `_batches`."""
+def _feature_batches(shard, rows, order, batch_size, key):
+  """Batches with `key` = rows(slice of `order`), padded like `_batches`.
+
+  Rows are read a batch at a time, so memory-mapped caches stay on disk.
+  """
   for start in range(0, math.ceil(shard.largest / batch_size) * batch_size, batch_size):
-    pos = order[start:start + batch_size]
+    batch_slice = slice(start, start + batch_size)
+    pos = order[batch_slice]
     batch = _gather(shard, np.zeros((len(pos), 0)), pos)
     del batch['image']
-    batch['features'] = features[start:start + batch_size]
+    batch[key] = np.asarray(rows(batch_slice), np.float32)
     yield _pad(batch, batch_size)
 
 

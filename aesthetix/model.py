@@ -108,6 +108,10 @@ class AestheticsModel(nn.Module):
     """The head on pooled features [B, 512]."""
     return self.head(features, train)
 
+  def from_activations(self, activations, train: bool = False, *, start_after):
+    """Scores from the output of backbone layer `start_after` (a cached prefix)."""
+    return self.head(self.features_from(activations, start_after), train)
+
 
 def model_groups(config):
   """Output layer sizes for `config.model` on `config.dataset`."""

@@ -49,19 +49,26 @@ def squared_error(pred, target):
   return jnp.mean((pred - target[:, :pred.shape[-1]]) ** 2, axis=-1)
 
 
-def model_inputs(model, batch):
-  """(input, apply method): cached 'features' feed the head, 'image' the whole model."""
-  if 'features' in batch:
-    return batch['features'], model.head_only
-  return batch['image'], model.__call__
+def model_inputs(model, batch, prefix_layer=None):
+  """(input, apply method, its keyword arguments) for a batch.
+
+  Cached 'features' feed the head, a cached 'prefix' (the output of
+  `prefix_layer`) the rest of the network, 'image' the whole model.
+  """
+  if feature_cache.FEATURES in batch:
+    return batch[feature_cache.FEATURES], model.head_only, {}
+  if feature_cache.PREFIX in batch:
+    return (batch[feature_cache.PREFIX], model.from_activations,
+            {'start_after': prefix_layer})
+  return batch['image'], model.__call__, {}
 
 
-def make_train_step(model, optimizer, labels, num_devices=None):
+def make_train_step(model, optimizer, labels, num_devices=None, prefix_layer=None):
   """pmapped (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
 
   The loss is the mean over the real (mask True) examples of the global batch,
   so a step on any number of devices computes the same update. A batch holds
-  'image' or, while the backbone is frozen, its cached pooled 'features'.
+  'image', or the cached output of frozen layers (see `model_inputs`).
   """
   def step(state, batch):
     rng = jax.random.fold_in(jax.random.fold_in(state['rng'], state['step']),
@@ -71,9 +78,9 @@ def make_train_step(model, optimizer, labels, num_devices=None):
 
     def loss_fn(params):
       params = optim.stop_frozen_gradients(params, labels)
-      inputs, method = model_inputs(model, batch)
+      inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
       pred = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng},
-                         method=method)
+                         method=method, **kwargs)
       return jnp.sum(squared_error(pred, batch['target']) * mask) / jnp.maximum(count, 1)
 
     loss, grads = jax.value_and_grad(loss_fn)(state['params'])
@@ -88,37 +95,44 @@ def make_train_step(model, optimizer, labels, num_devices=None):
   return parallel.pmap(step, donate_argnums=(0,), num_devices=num_devices)
 
 
-def make_predict_step(model):
+def make_predict_step(model, prefix_layer=None):
   """pmapped (params, batch) -> predictions [devices, b, n] in [0, 1]."""
   def predict(params, batch):
-    inputs, method = model_inputs(model, batch)
-    return model.apply({'params': params}, inputs, train=False, method=method)
+    inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
+    return model.apply({'params': params}, inputs, train=False, method=method, **kwargs)
   return parallel.pmap(predict)
 
 
 class Source:
-  """Where a stage's batches come from: images, or cached backbone features.
+  """Where a stage's batches come from: images, or a cache of frozen layers.
 
-  features: None (decode images) or {split: float32 [shard examples, views, F]}.
+  kind: None (decode images), feature_cache.FEATURES or feature_cache.PREFIX;
+  arrays: {split: [shard examples, views, ...]}; layer: the prefix's last layer.
   """
 
-  def __init__(self, config, features=None):
-    self.config, self.features = config, features
+  def __init__(self, config, kind=None, arrays=None, layer=None):
+    self.config, self.kind, self.arrays, self.layer = config, kind, arrays, layer
 
   def train(self, *, batch_size, epoch):
     c, split = self.config, self.config.dataset.train_split
-    if self.features is None:
+    if self.kind is None:
       return input_pipeline.train_batches(c, split, batch_size=batch_size, epoch=epoch,
                                           seed=c.seed)
-    return input_pipeline.train_feature_batches(c, split, self.features[split],
+    return input_pipeline.train_feature_batches(c, split, self.arrays[split],
                                                 batch_size=batch_size, epoch=epoch,
-                                                seed=c.seed)
+                                                seed=c.seed, key=self.kind)
 
   def eval(self, split, *, batch_size):
-    if self.features is None:
+    if self.kind is None:
       return input_pipeline.eval_batches(self.config, split, batch_size=batch_size)
-    return input_pipeline.eval_feature_batches(self.config, split, self.features[split],
-                                               batch_size=batch_size)
+    return input_pipeline.eval_feature_batches(self.config, split, self.arrays[split],
+                                               batch_size=batch_size, key=self.kind)
+
+  def train_step(self, model, optimizer, labels):
+    return make_train_step(model, optimizer, labels, prefix_layer=self.layer)
+
+  def predict_step(self, model):
+    return make_predict_step(model, prefix_layer=self.layer)
 
 
 def predict_split(config, predict_step, params, split, source=None):
@@ -245,25 +259,43 @@ def write_split_lists(config, workdir):
       f.writelines(f'{i}\n' for i in input_pipeline.split_ids(config, split))
 
 
-def uses_feature_cache(config, stage):
-  """Stage 1's case: the whole backbone frozen, so its features can be cached."""
-  return bool(config.feature_cache) and not stage.trainable_layers
+def cached_kinds(config, stage_index, params):
+  """{kind: (prefix layer, weights digest)}: what stage `stage_index` reads from caches.
+
+  Stage 1 (whole backbone frozen) reads features and, for the later stages,
+  writes the prefix in the same pass; a stage that trains backbone layers reads
+  the prefix below them. params: host params.
+  """
+  stage = config[STAGES[stage_index]]
+  kinds = {}
+  prefix = (feature_cache.prefix_layer(config, STAGES[stage_index:])
+            if config.prefix_cache else None)
+  if prefix is not None:
+    kinds[feature_cache.PREFIX] = (prefix, feature_cache.backbone_digest(params, prefix))
+  if config.feature_cache and not stage.trainable_layers:
+    kinds[feature_cache.FEATURES] = (prefix, feature_cache.backbone_digest(params))
+  return kinds
 
 
-def stage_source(config, workdir, model, params, stage):
-  """The stage's `Source`: cached features when the backbone is frozen, else images.
+def stage_source(config, workdir, model, params, stage_index):
+  """The stage's `Source`: a cache of its frozen layers where configured, else images.
 
   params: replicated.
   """
-  if not uses_feature_cache(config, stage):
+  kinds = cached_kinds(config, stage_index, parallel.unreplicate(params))
+  if not kinds:
     return Source(config)
   cache_dir = config.feature_cache_dir or os.path.join(workdir, feature_cache.CACHE_DIR)
-  digest = feature_cache.backbone_digest(parallel.unreplicate(params))
   d = config.dataset
-  features = {split: feature_cache.load_or_compute(config, cache_dir, model, params,
-                                                   split, views, digest)
-              for split, views in ((d.train_split, 2), (d.val_split, 1), (d.test_split, 1))}
-  return Source(config, features)
+  arrays = {split: feature_cache.load_or_compute(config, cache_dir, model, params, split,
+                                                 views, kinds)
+            for split, views in ((d.train_split, feature_cache.TRAIN_VIEWS),
+                                 (d.val_split, feature_cache.EVAL_VIEWS),
+                                 (d.test_split, feature_cache.EVAL_VIEWS))}
+  kind = (feature_cache.FEATURES if feature_cache.FEATURES in kinds
+          else feature_cache.PREFIX)
+  layer = kinds[feature_cache.PREFIX][0] if kind == feature_cache.PREFIX else None
+  return Source(config, kind, {split: a[kind] for split, a in arrays.items()}, layer)
 
 
 def train_and_evaluate(config, workdir):
@@ -291,7 +323,7 @@ def train_and_evaluate(config, workdir):
     if first_epoch == 0:
       state = stage_state(state, optimizer)
     replicated = parallel.replicate(state)
-    source = stage_source(config, workdir, model, replicated['params'], stage)
+    source = stage_source(config, workdir, model, replicated['params'], stage_index)
     cache_seconds = time.time() - start
     if first_epoch < stage.epochs:
       replicated = run_stage(config, workdir, model, optimizer, mngr, replicated, source,
@@ -302,7 +334,7 @@ def train_and_evaluate(config, workdir):
     append_jsonl(workdir, dict(stage=stage_name, timing=dict(
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
         first_epoch=first_epoch, epochs=stage.epochs,
-        feature_cache=uses_feature_cache(config, stage))))
+        source=source.kind or 'image')))
 
   results = report.write(config, workdir)
   print(report.test_rho_table(results))
@@ -315,8 +347,8 @@ def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_inde
   checkpointing after each; returns the replicated state."""
   stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
   labels = optim.stage_labels(parallel.unreplicate(state['params']), stage.trainable_layers)
-  train_step = make_train_step(model, optimizer, labels)
-  predict_step = make_predict_step(model)
+  train_step = source.train_step(model, optimizer, labels)
+  predict_step = source.predict_step(model)
   overall = output_names(config)[0]
   for epoch in range(first_epoch, stage.epochs):
     global_epoch = epoch_offset(config, stage_index) + epoch
@@ -336,7 +368,7 @@ def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_inde
 
 def test_stage(config, workdir, model, params, source, stage_name):
   """Evaluates the test split at the end of a stage (Table 5/10's columns)."""
-  test, predictions = evaluate_split(config, make_predict_step(model), params,
+  test, predictions = evaluate_split(config, source.predict_step(model), params,
                                      config.dataset.test_split, source)
   save_predictions(workdir, stage_name, config.dataset.test_split, predictions)
   append_jsonl(workdir, dict(stage=stage_name, test=test))
@@ -352,8 +384,9 @@ def load_trained(workdir):
   return config, model, checkpoint.restore_params(workdir, like)
 
 
-def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None):
-  """Evaluates a trained workdir on a test split; returns (metrics, path written).
+def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None,
+                     builder_kwargs=None):
+  """Evaluates a trained workdir on a test split; returns (results, path written).
 
   `dataset` other than the training one gives the cross-dataset test of
   Table 11: the overall score only, in the other dataset's scale.
@@ -367,7 +400,7 @@ def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None):
     eval_config.dataset.manual_dir = manual_dir
   cross = eval_config.dataset.name != config.dataset.name
   if cross:  # The other dataset's own files, not the training set's subset options.
-    eval_config.dataset.builder_kwargs = None
+    eval_config.dataset.builder_kwargs = builder_kwargs
     eval_config.model.tasks = 'overall'
   split = eval_config.dataset.test_split
   _, true, pred = predict_split(eval_config, make_predict_step(model),

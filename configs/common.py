@@ -86,7 +86,11 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
   # Stage 1 trains on pooled backbone features computed once per image and
   # mirror image (identical examples, flips and dropout; 2.5x less backbone work).
   c.feature_cache = True
-  # Where the features go; None: <workdir>/feature_cache. Shareable by ablations.
+  # Stage 1's pass also keeps the output of the frozen layers below stage 2's
+  # (block4_conv1), and stage 2 starts from it: 47% fewer FLOPs per stage-2
+  # step at 224x224, for about 1.5 MiB of disk per image and view.
+  c.prefix_cache = True
+  # Where the caches go; None: <workdir>/feature_cache. Shareable by ablations.
   c.feature_cache_dir = config_dict.placeholder(str)
 
   c.eval_batch_size = 64

@@ -25,41 +25,63 @@ def setup(tmp_path_factory):
 def test_features_are_the_backbone_on_image_and_mirror(setup, tmp_path):
   config, model, params = setup
   replicated = parallel.replicate(params)
-  digest = feature_cache.backbone_digest(params)
-  features = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
-                                           'train', 2, digest)
+  layer = 'block4_conv1'
+  kinds = {feature_cache.FEATURES: (layer, feature_cache.backbone_digest(params)),
+           feature_cache.PREFIX: (layer, feature_cache.backbone_digest(params, layer))}
+  cached = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
+                                         'train', 2, kinds)
+  features, prefix = cached[feature_cache.FEATURES], cached[feature_cache.PREFIX]
   assert features.shape == (tiny.SPLIT_SIZES['train'], 2, 512)
+  assert prefix.shape == (tiny.SPLIT_SIZES['train'], 2, 4, 4, 512)
   batch = next(input_pipeline.eval_batches(config, 'train', batch_size=4))
-  direct = model.apply({'params': params}, batch['image'], method=model.features)
-  mirrored = model.apply({'params': params}, batch['image'][:, :, ::-1],
-                         method=model.features)
-  np.testing.assert_allclose(features[:4, 0], direct, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(features[:4, 1], mirrored, rtol=1e-4, atol=1e-5)
+  for view, images in enumerate((batch['image'], batch['image'][:, :, ::-1])):
+    direct = model.apply({'params': params}, images, method=model.features)
+    np.testing.assert_allclose(features[:4, view], direct, rtol=1e-4, atol=1e-5)
+    direct = model.apply({'params': params}, images, stop_after=layer,
+                         method=model.backbone_prefix)
+    np.testing.assert_allclose(prefix[:4, view], direct, rtol=1e-4, atol=1e-5)
+
+
+def test_prefix_layer_is_below_every_trained_layer(setup):
+  config, _, _ = setup
+  assert feature_cache.prefix_layer(config, ('stage1', 'stage2')) == 'block4_conv1'
+  assert feature_cache.prefix_layer(config, ('stage1',)) is None
+  config = config.copy_and_resolve_references()
+  config.stage2.trainable_layers = ('block5_conv1', 'block3_conv2')
+  assert feature_cache.prefix_layer(config, ('stage2',)) == 'block3_conv1'
+  config.stage2.trainable_layers = ('block1_conv1',)
+  assert feature_cache.prefix_layer(config, ('stage2',)) is None
 
 
 def test_cache_is_reused_and_keyed_by_what_it_depends_on(setup, tmp_path):
   config, model, params = setup
   replicated = parallel.replicate(params)
   digest = feature_cache.backbone_digest(params)
+  kinds = {feature_cache.FEATURES: (None, digest)}
   first = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
-                                        'validation', 1, digest)
+                                        'validation', 1, kinds)
   files = os.listdir(tmp_path)
   assert len(files) == 1
+  mtime = os.path.getmtime(tmp_path / files[0])
   again = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
-                                        'validation', 1, digest)
-  np.testing.assert_array_equal(first, again)
+                                        'validation', 1, kinds)
+  np.testing.assert_array_equal(first[feature_cache.FEATURES], again[feature_cache.FEATURES])
   assert os.listdir(tmp_path) == files  # Reused, not rebuilt.
+  assert os.path.getmtime(tmp_path / files[0]) == mtime
 
   other = jax.tree_util.tree_map(lambda x: x, params)
-  other['vgg16']['block1_conv1']['bias'] = other['vgg16']['block1_conv1']['bias'] + 1
+  other['vgg16']['block5_conv3']['bias'] = other['vgg16']['block5_conv3']['bias'] + 1
   assert feature_cache.backbone_digest(other) != digest
-  keys = {feature_cache.cache_key(config, 'validation', 1, digest)}
-  keys.add(feature_cache.cache_key(config, 'validation', 1, feature_cache.backbone_digest(other)))
+  # The prefix below block4_conv2 does not depend on block5's weights.
+  assert (feature_cache.backbone_digest(other, 'block4_conv1') ==
+          feature_cache.backbone_digest(params, 'block4_conv1'))
+  key = lambda c=config, views=1, d=digest, kind='features': feature_cache.cache_key(
+      c, 'validation', kind, views, d)
   changed = config.copy_and_resolve_references()
   changed.dataset.image_size = 48
-  keys.add(feature_cache.cache_key(changed, 'validation', 1, digest))
-  keys.add(feature_cache.cache_key(config, 'validation', 2, digest))
-  assert len(keys) == 4
+  keys = {key(), key(d=feature_cache.backbone_digest(other)), key(c=changed), key(views=2),
+          key(kind='prefix')}
+  assert len(keys) == 5
 
 
 def test_feature_batches_replay_the_image_epoch(setup):

@@ -13,6 +13,7 @@ from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
 from aesthetix import train
+from tests import fixtures_data
 from tests import tiny
 
 STAGE1_EPOCHS = 3
@@ -38,6 +39,12 @@ def finished_run(data_dir, tmp_path_factory):
   assert jax.local_device_count() == 2
   train.train_and_evaluate(make_config(data_dir), workdir)
   return workdir
+
+
+def wrap_train_batches(monkeypatch, wrapper):
+  """Wraps the training batches of every source: images and cached layers."""
+  for name in ('train_batches', 'train_feature_batches'):
+    monkeypatch.setattr(input_pipeline, name, wrapper(getattr(input_pipeline, name)))
 
 
 def final_params(config, workdir):
@@ -74,20 +81,21 @@ def test_resume_after_a_kill_mid_stage_gives_identical_params(finished_run, data
                                                               tmp_path, monkeypatch):
   config = make_config(data_dir)
   workdir = str(tmp_path / 'resumed')
-  real_batches = input_pipeline.train_batches
   kill_epoch = STAGE1_EPOCHS  # The first epoch of stage 2 (0-based global epoch).
 
-  def batches_then_kill(*args, epoch, **kwargs):
-    for i, batch in enumerate(real_batches(*args, epoch=epoch, **kwargs)):
-      if epoch == kill_epoch and i == 1:
-        raise Interrupted()
-      yield batch
+  def then_kill(batches):
+    def batches_then_kill(*args, epoch, **kwargs):
+      for i, batch in enumerate(batches(*args, epoch=epoch, **kwargs)):
+        if epoch == kill_epoch and i == 1:
+          raise Interrupted()
+        yield batch
+    return batches_then_kill
 
-  monkeypatch.setattr(input_pipeline, 'train_batches', batches_then_kill)
-  with pytest.raises(Interrupted):
-    train.train_and_evaluate(config, workdir)
+  with monkeypatch.context() as patch:
+    wrap_train_batches(patch, then_kill)
+    with pytest.raises(Interrupted):
+      train.train_and_evaluate(config, workdir)
   assert checkpoint.manager(workdir, read_only=True).latest_step() == STAGE1_EPOCHS
-  monkeypatch.setattr(input_pipeline, 'train_batches', real_batches)
   train.train_and_evaluate(config, workdir)
 
   resumed, uninterrupted = final_params(config, workdir), final_params(config, finished_run)
@@ -118,8 +126,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(data_dir, tmp_path, monkeypatc
         yield batch
     return poisoned
 
-  for name in ('train_batches', 'train_feature_batches'):  # Images or cached features.
-    monkeypatch.setattr(input_pipeline, name, poison(getattr(input_pipeline, name)))
+  wrap_train_batches(monkeypatch, poison)
   with pytest.raises(train.NonFiniteLossError, match='stage1, epoch 2'):
     train.train_and_evaluate(config, str(tmp_path))
   assert checkpoint.manager(str(tmp_path), read_only=True).latest_step() == 1
@@ -148,16 +155,37 @@ def test_two_devices_match_one_device(data_dir):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_stage1_on_cached_features_matches_stage1_on_images(data_dir, tmp_path):
-  params = {}
-  for cached in (True, False):
-    config = tiny.config(data_dir, stage1_epochs=2, stage2_epochs=0)
-    config.feature_cache = cached
-    workdir = str(tmp_path / f'cached_{cached}')
-    train.train_and_evaluate(config, workdir)
-    params[cached] = final_params(config, workdir)
-    assert os.path.isdir(os.path.join(workdir, 'feature_cache')) == cached
+def test_training_on_caches_matches_training_on_images(finished_run, data_dir, tmp_path):
+  """The default run reads stage 1's features and stage 2's block4_conv1 prefix
+  from caches; decoding every image every epoch must give the same model."""
+  config = make_config(data_dir)
+  config.feature_cache = config.prefix_cache = False
+  workdir = str(tmp_path / 'images')
+  train.train_and_evaluate(config, workdir)
+  assert not os.path.exists(os.path.join(workdir, 'feature_cache'))
+  cached = os.listdir(os.path.join(finished_run, 'feature_cache'))
+  assert {name.split('-')[:2][1] for name in cached} == {'features', 'prefix'}
   # Same examples, flips, order and dropout: only float rounding differs.
-  for a, b in zip(jax.tree_util.tree_leaves(params[True]),
-                  jax.tree_util.tree_leaves(params[False])):
+  for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
+                  jax.tree_util.tree_leaves(final_params(config, finished_run))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_evaluate_mode_repeats_the_test_and_crosses_datasets(finished_run, tmp_path):
+  again, path = train.evaluate_workdir(finished_run)
+  with open(os.path.join(finished_run, 'results.json')) as f:
+    assert again['metrics'] == json.load(f)['stages']['stage2']
+  assert os.path.exists(path)
+
+  # Table 11: the synthetic (AADB-layout) model on EVA's overall score.
+  votes = fixtures_data.make_eva(tmp_path / 'manual', n_images=12, n_unvoted=2, parts=3)
+  cross, path = train.evaluate_workdir(
+      finished_run, 'eva', data_dir=str(tmp_path / 'data'),
+      manual_dir=str(tmp_path / 'manual'),
+      builder_kwargs=dict(num_test=4, num_validation=2))
+  assert (cross['trained_on'], cross['evaluated_on']) == ('synthetic_aesthetics', 'eva')
+  assert list(cross['metrics']) == ['score']
+  assert cross['metrics']['score']['n'] == 4 and len(votes) == 12
+  # In EVA's own 0..10 scale: the squared error of a [0, 1] model mapped there.
+  assert 0 <= cross['metrics']['score']['mse'] <= 100
+  assert path.endswith('evaluation_eva_test.json')
