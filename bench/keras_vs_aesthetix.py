@@ -1,0 +1,554 @@
+"""Keras 3 (TensorFlow) and aesthetix on the paper's two-stage schedule, side by side.
+
+  python -m bench.keras_vs_aesthetix                     # small: minutes on 2 CPU cores
+  python -m bench.keras_vs_aesthetix --paper             # 224x224, batch 64, 5 + 3 epochs
+  python -m bench.keras_vs_aesthetix --bf16 --output=bench.md
+
+One process runs, one after the other, on the same machine: the paper's model
+in Keras (tests/keras_reference.py, the reference of the equivalence tests)
+and this project's `train.train_and_evaluate`, on the same images and targets
+(the synthetic dataset, built once and read back as uint8 arrays for Keras),
+with the same batch size, image size, epochs, optimizers and a random
+horizontal flip (each side draws its own flips). Both sides validate after every epoch and predict the test split after each
+stage, as a user's run does; aesthetix also checkpoints every epoch.
+
+It prints a Markdown table: backbone forward and stage 2 train step images/s,
+stage and schedule wall times, and the floor the machine's measured matrix
+multiply rate puts under the schedule from the FLOPs XLA counts.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+
+os.environ['KERAS_BACKEND'] = 'tensorflow'  # Keras on TF: an implementation independent of ours.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aesthetix import feature_cache
+from aesthetix import input_pipeline
+from aesthetix import model as model_lib
+from aesthetix import optim
+from aesthetix import parallel
+from aesthetix import train
+from configs import aadb
+from configs import demo
+from tests import keras_reference
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+# Row names, in table order. Throughputs: higher is better; times: lower is better.
+FORWARD = 'backbone forward, images/s'
+STEP2 = 'stage 2 train step on images, images/s'
+STEP2_RUN = 'stage 2 train step as run (aesthetix: from cached block4_conv1), images/s'
+STEADY1 = 'stage 1 steady-state training, images/s (epochs 2+)'
+STEADY2 = 'stage 2 steady-state training, images/s (epochs 2+)'
+STAGE1 = 'stage 1 wall time, s'
+STAGE2 = 'stage 2 wall time, s'
+WHOLE = 'whole schedule wall time, s'
+FLOOR1 = 'FLOP floor, stage 1, s'
+FLOOR2 = 'FLOP floor, stage 2, s'
+FLOOR = 'FLOP floor, whole schedule, s'
+RATE_ROWS = (FORWARD, STEP2, STEP2_RUN, STEADY1, STEADY2)
+TIME_ROWS = (STAGE1, STAGE2, WHOLE, FLOOR1, FLOOR2, FLOOR)
+ROWS = RATE_ROWS + TIME_ROWS  # Steady state needs 2+ epochs in the stage, else n/a.
+
+# Forward passes over the training images that the stage 1 feature cache
+# makes: each image as stored and flipped.
+CACHED_PASSES_PER_IMAGE = 2
+WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
+
+
+@dataclasses.dataclass
+class Settings:
+  """What to run. Sizes are in images and pixels per side."""
+  num_images: int = 1024
+  num_eval_images: int = 64   # Validation and test split each.
+  image_size: int = 64
+  batch_size: int = 32
+  stage1_epochs: int = 5
+  stage2_epochs: int = 3
+  bf16: bool = False          # aesthetix with config.model.dtype='bfloat16'.
+  keras_gpu: bool = False     # Let TensorFlow use GPUs (default: Keras on CPU).
+  timed_steps: int = 10       # Batches per throughput measurement.
+  matmul_size: int = 2048     # Side of the square float32 matmul for the machine's rate.
+  workdir: str = ''           # '' : a fresh temporary directory.
+  data_dir: str = ''          # '' : <workdir>/data.
+
+
+def paper_schedule(settings):
+  """`settings` with the paper's image size, batch size and epochs (configs/aadb.py)."""
+  paper = aadb.get_config()
+  return dataclasses.replace(
+      settings, image_size=paper.dataset.image_size,
+      batch_size=paper.stage1.batch_size, stage1_epochs=paper.stage1.epochs,
+      stage2_epochs=paper.stage2.epochs)
+
+
+def bench_config(settings):
+  """The demo config on a synthetic set of `settings.num_images` training images."""
+  s = settings
+  c = demo.get_config()
+  c.dataset.data_dir = s.data_dir
+  c.dataset.builder_kwargs = {
+      'split_sizes': {'train': s.num_images, 'validation': s.num_eval_images,
+                      'test': s.num_eval_images},
+      'image_size': s.image_size}
+  c.dataset.image_size = s.image_size
+  c.model.backbone_weights = 'random'  # Speed does not depend on the weights' values.
+  c.model.dtype = 'bfloat16' if s.bf16 else 'float32'
+  c.stage1.epochs, c.stage2.epochs = s.stage1_epochs, s.stage2_epochs
+  c.stage1.batch_size = c.stage2.batch_size = c.eval_batch_size = s.batch_size
+  return c
+
+
+def split_arrays(config, split):
+  """(uint8 images [n, S, S, 3], float32 targets [n, K+1] in [0, 1]) of `split`, unflipped."""
+  images, targets = [], []
+  for batch in input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size):
+    keep = batch['mask']
+    images.append(batch['image'][keep])
+    targets.append(batch['target'][keep])
+  return np.concatenate(images), np.concatenate(targets)
+
+
+# ------------------------------------------------------------------ the machine
+
+
+def matmul_gflops(n, reps=5):
+  """Best measured float32 [n, n] @ [n, n] rate of JAX's default device, GFLOP/s."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  best = float('inf')
+  for _ in range(reps):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best / 1e9
+
+
+def cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine_line(keras_device, keras_xla):
+  d = jax.devices()[0]
+  return (f'{cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} on '
+          f'{jax.device_count()} x {d.device_kind} ({d.platform}); Keras '
+          f'{keras.__version__} on TensorFlow {tf.__version__} ({keras_device}, XLA '
+          f'{"on" if keras_xla else "off"})')
+
+
+def median_rate(call, batch_images, timed_steps):
+  """Images/s of `call()` (which waits for its result): the median of `timed_steps`
+  calls after warm-up, robust to other processes' bursts on a shared machine."""
+  for _ in range(WARMUP_STEPS):
+    call()
+  seconds = []
+  for _ in range(timed_steps):
+    start = time.perf_counter()
+    call()
+    seconds.append(time.perf_counter() - start)
+  return batch_images / float(np.median(seconds))
+
+
+def flops_of(compiled):
+  """FLOPs XLA counts in a compiled program (cost_analysis: a dict, or a list of them)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost['flops'])
+
+
+# ------------------------------------------------------------------ Keras
+
+
+class EpochTrainTimer(keras.callbacks.Callback):
+  """Seconds of each epoch's training part (up to validation), in `train_seconds`."""
+
+  def __init__(self):
+    super().__init__()
+    self.train_seconds = []
+    self._start = self._train_end = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._train_end = time.perf_counter(), None
+
+  def on_test_begin(self, logs=None):
+    if self._start is not None and self._train_end is None:
+      self._train_end = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.train_seconds.append((self._train_end or time.perf_counter()) - self._start)
+    self._start = None
+
+
+def keras_preprocess(images):
+  """uint8 RGB -> Keras' own VGG16 ('caffe') input, as its users feed it."""
+  return keras.applications.vgg16.preprocess_input(tf.cast(images, tf.float32))
+
+
+def keras_dataset(images, targets, batch_size, *, train_split, seed):
+  """tf.data batches of preprocessed images; shuffled and randomly flipped when training."""
+  ds = tf.data.Dataset.from_tensor_slices((images, targets))
+  if train_split:
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y),
+                num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(lambda x, y: (keras_preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def keras_adam(stage):
+  """Keras' Adam for one stage of the config, ExponentialDecay when the stage decays."""
+  lr = stage.learning_rate
+  if stage.decay_steps:
+    lr = keras.optimizers.schedules.ExponentialDecay(
+        stage.learning_rate, stage.decay_steps, stage.decay_rate, staircase=stage.staircase)
+  return keras.optimizers.Adam(lr, beta_1=stage.b1, beta_2=stage.b2, epsilon=stage.eps)
+
+
+def keras_stage(model, config, stage, data, timer):
+  """Compiles, fits `stage.epochs` epochs with validation, predicts the test split."""
+  model.compile(optimizer=keras_adam(stage), loss='mse')
+  batch = stage.batch_size
+  model.fit(keras_dataset(*data['train'], batch, train_split=True, seed=config.seed),
+            validation_data=keras_dataset(*data['validation'], batch, train_split=False,
+                                          seed=config.seed),
+            epochs=stage.epochs, shuffle=False,  # The dataset shuffles itself.
+            verbose=0, callbacks=[timer])
+  model.predict(keras_dataset(*data['test'], batch, train_split=False, seed=config.seed),
+                verbose=0)
+
+
+def keras_schedule(config, data):
+  """The paper's two stages in Keras; (model, {stage: seconds, 'whole': seconds}, timers)."""
+  keras.utils.set_random_seed(config.seed)
+  start = time.perf_counter()
+  model = keras_reference.keras_multitask(
+      config.dataset.image_size, groups=model_lib.model_groups(config),
+      hidden_units=tuple(config.model.hidden_units), dropout=config.model.dropout)
+  convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+  for layer in convs:
+    layer.trainable = False
+  seconds, timers = {}, {}
+  for name in train.STAGES:
+    stage = config[name]
+    for layer in convs:
+      layer.trainable = layer.trainable or layer.name in stage.trainable_layers
+    timers[name] = EpochTrainTimer()
+    stage_start = time.perf_counter()
+    keras_stage(model, config, stage, data, timers[name])
+    seconds[name] = time.perf_counter() - stage_start
+  seconds['whole'] = time.perf_counter() - start
+  return model, seconds, timers
+
+
+def keras_forward_rate(model, images, timed_steps):
+  """Images/s of Keras' VGG16 + pooling on uint8 batches (preprocessing included)."""
+  pool = next(l for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling2D))
+  features = keras.Model(model.input, pool.output)
+  fn = tf.function(lambda x: features(keras_preprocess(x), training=False),
+                   jit_compile=bool(model.jit_compile))
+  x = tf.constant(images)
+  return median_rate(lambda: fn(x).numpy(), len(images), timed_steps)
+
+
+def keras_step_rate(model, images, targets, timed_steps):
+  """Images/s of `train_on_batch` in the model's current (stage 2) configuration."""
+  x = keras_preprocess(images).numpy()
+  return median_rate(lambda: model.train_on_batch(x, targets), len(images), timed_steps)
+
+
+def steady_rate(num_images, epoch_seconds):
+  """Images/s over the epochs after the first (None with a single epoch)."""
+  later = epoch_seconds[1:]
+  return num_images * len(later) / sum(later) if later else None
+
+
+# ------------------------------------------------------------------ aesthetix
+
+
+def read_jsonl(path):
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def aesthetix_schedule(config, workdir):
+  """Runs train_and_evaluate; ({stage or 'whole': seconds or None}, metrics records)."""
+  input_pipeline.clear_cache()  # Read the dataset as a fresh run does.
+  start = time.perf_counter()
+  train.train_and_evaluate(config, workdir)
+  seconds = {'whole': time.perf_counter() - start}
+  records = read_jsonl(os.path.join(workdir, train.METRICS_FILE))
+  for name in train.STAGES:
+    timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
+    seconds[name] = timing[-1]['seconds'] if timing else None
+  return seconds, records
+
+
+def aesthetix_steady_rate(records, stage_name):
+  """Images/s of the training loop over a stage's epochs after the first, from metrics.jsonl."""
+  rates = [r['images_per_second'] for r in records
+           if r.get('stage') == stage_name and r.get('epoch', 1) > 1
+           and 'images_per_second' in r]
+  return len(rates) / sum(1 / r for r in rates) if rates else None
+
+
+def aesthetix_forward(model, params, images, timed_steps):
+  """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
+  x = jnp.asarray(images)
+  compiled = fwd.lower(params, x).compile()  # Timed too: one compilation, not two.
+  rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
+                     timed_steps)
+  return rate, flops_of(compiled) / len(images)
+
+
+def aesthetix_stage2_step(config, model, state, timed_steps, from_prefix=False):
+  """(images/s, FLOPs per image) of the stage 2 train step on a training batch.
+
+  from_prefix: the step as `train` runs it with config.prefix_cache, on the
+  cached output of the frozen layers below stage 2's; else on images.
+  """
+  stage = config.stage2
+  optimizer = optim.stage_optimizer(stage, state['params'])
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
+  layer = feature_cache.prefix_layer(config, ('stage2',)) if from_prefix else None
+  step = train.make_train_step(model, optimizer, labels, prefix_layer=layer)
+  batch = next(iter(input_pipeline.train_batches(
+      config, config.dataset.train_split, batch_size=parallel.host_batch_size(
+          stage.batch_size), epoch=0, seed=config.seed)))
+  if layer is not None:
+    batch[feature_cache.PREFIX] = np.asarray(model.apply(
+        {'params': state['params']}, batch.pop('image'), stop_after=layer,
+        method=model.backbone_prefix))
+  batch = parallel.shard(batch)
+  replicated = parallel.replicate(train.stage_state(state, optimizer))
+  step = step.lower(replicated, batch).compile()  # Timed too: one compilation, not two.
+  # A per-device program: FLOPs of one device's share of the batch.
+  flops_per_image = flops_of(step) / len(batch['mask'][0])
+  current = [replicated]
+
+  def call():  # The state is donated: each step consumes the one before.
+    current[0], m = step(current[0], batch)
+    jax.block_until_ready((current[0], m))
+
+  rate = median_rate(call, stage.batch_size, timed_steps)
+  return rate, flops_per_image
+
+
+# ------------------------------------------------------------------ the table
+
+
+def fmt(value):
+  if value is None:
+    return 'n/a'
+  if value >= 100:
+    return f'{value:,.0f}'
+  return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
+
+
+def speedup(row, keras_value, ours):
+  """How many times faster aesthetix is: Keras/ours for times, ours/Keras for rates."""
+  if keras_value is None or ours is None or not keras_value or not ours:
+    return None
+  return ours / keras_value if row in RATE_ROWS else keras_value / ours
+
+
+def markdown_table(values, machine, notes):
+  """values: {row: (keras, aesthetix)} -> the Markdown table with its notes."""
+  lines = ['| | Keras 3 (TF) | aesthetix | aesthetix speed-up (x) |',
+           '|---|---:|---:|---:|']
+  for row in ROWS:
+    if row not in values:
+      continue
+    k, a = values[row]
+    s = speedup(row, k, a)
+    lines.append(f'| {row} | {fmt(k)} | {fmt(a)} | {"n/a" if s is None else f"{s:.2f}"} |')
+  lines += ['', 'Speed-up: Keras time / aesthetix time for times, aesthetix images/s / '
+            'Keras images/s for throughputs; above 1 means aesthetix is faster.',
+            f'Machine: {machine}.'] + notes
+  return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------ the run
+
+
+def prepare_dirs(settings):
+  workdir = settings.workdir or tempfile.mkdtemp(prefix='keras_vs_aesthetix_')
+  os.makedirs(workdir, exist_ok=True)
+  data_dir = settings.data_dir or os.path.join(workdir, 'data')
+  run_dir = tempfile.mkdtemp(prefix='aesthetix_run_', dir=workdir)
+  return dataclasses.replace(settings, workdir=workdir, data_dir=data_dir), run_dir
+
+
+def run_benchmark(settings):
+  """Runs both sides; {'table': Markdown, 'values': {row: (keras, ours)}, ...}."""
+  settings, run_dir = prepare_dirs(settings)
+  config = bench_config(settings)
+  load_before = os.getloadavg()
+  data = {split: split_arrays(config, split)  # Builds the dataset the first time.
+          for split in ('train', 'validation', 'test')}
+  images, targets = data['train']
+  if len(images) != settings.num_images:  # TFDS reuses a build of any size in data_dir.
+    raise ValueError(
+        f'{settings.data_dir} holds a synthetic_aesthetics build with {len(images)} '
+        f'training images, not {settings.num_images}: pass a fresh --data_dir.')
+  batch_images, batch_targets = images[:settings.batch_size], targets[:settings.batch_size]
+  gflops = matmul_gflops(settings.matmul_size)
+
+  keras_model, keras_seconds, keras_timers = keras_schedule(config, data)
+  keras_forward = keras_forward_rate(keras_model, batch_images, settings.timed_steps)
+  keras_step = keras_step_rate(keras_model, batch_images, batch_targets, settings.timed_steps)
+
+  our_seconds, records = aesthetix_schedule(config, run_dir)
+  model = model_lib.build_model(config)
+  state = train.initial_state(config, model, jax.random.PRNGKey(config.seed))
+  our_forward, forward_flops = aesthetix_forward(model, state['params'], batch_images,
+                                                 settings.timed_steps)
+  our_step, step_flops = aesthetix_stage2_step(config, model, state, settings.timed_steps)
+  our_step_run, step_run_flops = (
+      aesthetix_stage2_step(config, model, state, settings.timed_steps, from_prefix=True)
+      if config.prefix_cache else (our_step, step_flops))
+  # The best of a rate measured before and after: the floor is what the machine can do.
+  gflops = max(gflops, matmul_gflops(settings.matmul_size))
+  load_after = os.getloadavg()
+
+  n, rate = settings.num_images, gflops * 1e9
+  floor1_keras = forward_flops * n * settings.stage1_epochs / rate
+  floor1_ours = forward_flops * n * CACHED_PASSES_PER_IMAGE / rate
+  floor2 = step_flops * n * settings.stage2_epochs / rate
+  floor2_ours = step_run_flops * n * settings.stage2_epochs / rate
+  values = {
+      FORWARD: (keras_forward, our_forward),
+      STEP2: (keras_step, our_step),
+      STEP2_RUN: (keras_step, our_step_run),
+      STEADY1: (steady_rate(n, keras_timers['stage1'].train_seconds),
+                aesthetix_steady_rate(records, 'stage1')),
+      STEADY2: (steady_rate(n, keras_timers['stage2'].train_seconds),
+                aesthetix_steady_rate(records, 'stage2')),
+      STAGE1: (keras_seconds['stage1'], our_seconds['stage1']),
+      STAGE2: (keras_seconds['stage2'], our_seconds['stage2']),
+      WHOLE: (keras_seconds['whole'], our_seconds['whole']),
+      FLOOR1: (floor1_keras, floor1_ours),
+      FLOOR2: (floor2, floor2_ours),
+      FLOOR: (floor1_keras + floor2, floor1_ours + floor2_ours),
+  }
+  keras_device = 'GPU' if settings.keras_gpu and tf.config.list_logical_devices('GPU') else 'CPU'
+  notes = [
+      f'Run: {n} training images of {settings.image_size}x{settings.image_size}, '
+      f'{settings.num_eval_images} validation and {settings.num_eval_images} test images, '
+      f'batch {settings.batch_size}, {settings.stage1_epochs} + {settings.stage2_epochs} '
+      f'epochs, aesthetix dtype {config.model.dtype}; throughputs: median of '
+      f'{settings.timed_steps} calls on one batch after {WARMUP_STEPS} warm-up calls; load average '
+      f'{load_before[0]:.2f} before, {load_after[0]:.2f} after.',
+      'Wall times include model build, compilation, per-epoch validation and the test '
+      'predictions after each stage (aesthetix also checkpoints every epoch); the whole '
+      'schedule also includes model construction and initialisation. Steady state: '
+      'the training loop alone over the epochs after the first (aesthetix: '
+      f'images_per_second of {train.METRICS_FILE}; its stage 1 epochs train the head '
+      'on cached features when the feature cache is on).',
+      f'FLOP floor = XLA-counted FLOPs / {gflops:.1f} GFLOP/s (best float32 '
+      'before and after the run, '
+      f'{settings.matmul_size}x{settings.matmul_size} matmul): backbone forward '
+      f'{forward_flops / 1e9:.3f} GFLOP/image, stage 2 step {step_flops / 1e9:.3f} '
+      f'GFLOP/image (from cached block4_conv1: {step_run_flops / 1e9:.3f}). Stage 1: '
+      f'Keras runs the frozen backbone every epoch ({settings.stage1_epochs} passes per '
+      f'image), aesthetix\'s feature cache {CACHED_PASSES_PER_IMAGE} (as stored and '
+      'flipped; the same pass keeps block4_conv1 for stage 2); the head and the '
+      'validation/test passes are left out. Stage 2: Keras steps on images, aesthetix '
+      'steps as it runs them.',
+  ]
+  sources = [f"{r['stage']}: {r['timing']['source']}" for r in records
+             if 'source' in r.get('timing', {})]
+  if sources:  # What aesthetix's steps read; the step row and floors above are from images.
+    notes.append(f'aesthetix stage inputs ({train.METRICS_FILE}): {", ".join(sources)}.')
+  missing = [name for name in train.STAGES if our_seconds[name] is None]
+  if missing:
+    notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
+                 f'{train.METRICS_FILE}: those stage times are n/a; the whole schedule '
+                 'is timed around train_and_evaluate.')
+  machine = machine_line(keras_device, keras_model.jit_compile)
+  return dict(table=markdown_table(values, machine, notes), values=values,
+              machine=machine, settings=settings, workdir=run_dir)
+
+
+# ------------------------------------------------------------------ command line
+
+def define_flags():
+  """The command line's flags, defined only when run as a script (run.py owns
+  --workdir and --data_dir in a process that imports both, as pytest does)."""
+  d = Settings()
+  flags.DEFINE_integer('num_images', d.num_images, 'Training images.')
+  flags.DEFINE_integer('num_eval_images', d.num_eval_images,
+                       'Images in the validation and in the test split.')
+  flags.DEFINE_integer('image_size', d.image_size, 'Pixels per side.')
+  flags.DEFINE_integer('batch_size', d.batch_size, 'Batch size, both stages.')
+  flags.DEFINE_integer('stage1_epochs', d.stage1_epochs, 'Stage 1 epochs.')
+  flags.DEFINE_integer('stage2_epochs', d.stage2_epochs, 'Stage 2 epochs.')
+  flags.DEFINE_bool('paper', False, "The paper's schedule: image size, batch size and "
+                    'epochs from configs/aadb.py (224, 64, 5 + 3); --num_images still applies.')
+  flags.DEFINE_bool('bf16', d.bf16, "aesthetix with config.model.dtype='bfloat16'.")
+  flags.DEFINE_bool('keras_gpu', d.keras_gpu, 'Let Keras (TensorFlow) use GPUs.')
+  flags.DEFINE_integer('timed_steps', d.timed_steps, 'Batches per throughput measurement.')
+  flags.DEFINE_integer('matmul_size', d.matmul_size,
+                       'Side of the float32 matmul that measures the machine.')
+  flags.DEFINE_string('workdir', d.workdir, 'Where runs go (default: a temporary directory).')
+  flags.DEFINE_string('data_dir', d.data_dir, 'TFDS data_dir (default: <workdir>/data).')
+  flags.DEFINE_string('output', '', 'Also write the table to this file.')
+
+
+def configure_tf_devices(keras_gpu):
+  """TF on CPU unless asked; with GPUs for Keras, both frameworks grow their memory."""
+  gpus = tf.config.list_physical_devices('GPU')
+  if keras_gpu and gpus:
+    # aesthetix.input_pipeline hid the GPUs from TF at import; the runtime is not up yet.
+    tf.config.set_visible_devices(gpus, 'GPU')
+    for gpu in gpus:
+      tf.config.experimental.set_memory_growth(gpu, True)
+    os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
+  else:
+    tf.config.set_visible_devices([], 'GPU')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  f = flags.FLAGS
+  configure_tf_devices(f.keras_gpu)
+  settings = Settings(**{field.name: f[field.name].value
+                         for field in dataclasses.fields(Settings)})
+  if f.paper:
+    settings = paper_schedule(settings)
+  result = run_benchmark(settings)
+  print(result['table'])
+  if f.output:
+    with open(f.output, 'w') as out:
+      out.write(result['table'] + '\n')
+  return 0
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
