@@ -233,7 +233,7 @@ def load_predictions(workdir, stage_name, split):
     return {k: f[k] for k in f.files}
 
 
-def restore_latest(config, model, mngr, fresh):
+def restore_latest(config, mngr, fresh):
   """(stage index, epochs done in it, state) from the latest checkpoint, or the start."""
   number = mngr.latest_step()
   if number is None:
@@ -305,7 +305,7 @@ def train_and_evaluate(config, workdir):
   model = model_lib.build_model(config)
   fresh = initial_state(config, model, jax.random.PRNGKey(config.seed))
   mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
-  start_stage, start_epoch, state = restore_latest(config, model, mngr, fresh)
+  start_stage, start_epoch, state = restore_latest(config, mngr, fresh)
   state = state or fresh
   write_split_lists(config, workdir)
   logging.info('Training on %d device(s) in %d process(es); %d train examples.',

@@ -8,7 +8,6 @@ from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
 
 # (filters, convolutions) of the five blocks.
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))

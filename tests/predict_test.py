@@ -12,7 +12,6 @@ import pytest
 from aesthetix import input_pipeline
 from aesthetix import predict
 from aesthetix import targets
-from aesthetix import train
 from tests import trained_workdir
 
 EXIF_ORIENTATION = 0x0112
