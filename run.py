@@ -67,11 +67,7 @@ def audit(config):
 def convert_weights():
   from aesthetix import keras_weights  # pylint: disable=g-import-not-at-top
   src, dst = _require(_KERAS_H5.value, 'keras_h5'), _require(_OUT.value, 'out')
-  try:
-    layers = keras_weights.convert(src, dst)
-  except keras_weights.WeightsError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  layers = keras_weights.convert(src, dst)
   print(f'Wrote {len(layers)} layers from {src} to {dst}.')
   return 0
 
@@ -125,7 +121,21 @@ def report():
   return 0
 
 
+# Errors that describe the user's input (a missing file, a malformed label
+# line, a foreign workdir, a diverged loss): a message, not a traceback.
+USER_ERRORS = (FileNotFoundError, ValueError, FloatingPointError)
+
+
 def main(argv):
+  try:
+    return dispatch(argv)
+  except USER_ERRORS as e:
+    logging.debug('Traceback:', exc_info=True)
+    print(f'error: {e}\n(--verbosity=1 shows the traceback)', file=sys.stderr)
+    return 2
+
+
+def dispatch(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   mode = _MODE.value

@@ -68,16 +68,25 @@ def config_differences(old, new):
                 if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k))
 
 
+def has_checkpoints(workdir):
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+
+
 def claim_workdir(workdir, config):
-  """Writes the config to a new workdir; refuses one that holds another config."""
+  """Writes the config to the workdir; refuses one whose checkpoints are of another.
+
+  A config.json without checkpoints (a run that stopped before its first
+  epoch ended, say for a missing weights file) is replaced.
+  """
   old = stored_config(workdir)
-  if old is not None:
+  if old is not None and has_checkpoints(workdir):
     diff = config_differences(old, config)
     if diff:
       raise IncompatibleWorkdirError(
-          f'{workdir} holds a run with a different config ({", ".join(diff)} '
-          f'differ from {os.path.join(workdir, CONFIG_FILE)}). Use a new --workdir, '
-          'or the same config to resume; nothing was changed.')
+          f'{workdir} holds checkpoints of a run with a different config '
+          f'({", ".join(diff)} differ from {os.path.join(workdir, CONFIG_FILE)}). '
+          'Use a new --workdir, or the same config to resume; nothing was changed.')
     return
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
