@@ -149,12 +149,14 @@ def output_paths(paths, out_dir, root=None):
   return out
 
 
-def _load(path, config):
-  """(display pixels [H, W, 3], model input [S, S, 3]) or (None, reason)."""
-  try:
-    pixels = predict.load_image(path)
-  except predict.ImageError as e:
-    return None, e.reason
+def _prepare(loaded, config):
+  """(display pixels [H, W, 3], model input [S, S, 3]) or (None, reason).
+
+  On the calling thread: TensorFlow's eager resize stays off the loading pool.
+  """
+  pixels, reason = loaded
+  if pixels is None:
+    return None, reason
   return display_image(pixels), predict.model_input(pixels, config)
 
 
@@ -178,7 +180,7 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None):
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
     for start in range(0, len(paths), batch_size):
       chunk = list(range(start, min(start + batch_size, len(paths))))
-      loaded = list(pool.map(lambda i: _load(paths[i], config), chunk))
+      loaded = [_prepare(x, config) for x in pool.map(lambda i: predict.load(paths[i]), chunk)]
       good = [(i, shown, x) for i, (shown, x) in zip(chunk, loaded) if shown is not None]
       for i, (shown, reason) in zip(chunk, loaded):
         if shown is None:

@@ -130,7 +130,7 @@ def model_input(pixels, config):
       config.dataset.get('resize_method', 'bilinear')))
 
 
-def _load(path):
+def load(path):
   """(uint8 RGB [H, W, 3], '') or (None, reason) for one file."""
   try:
     return load_image(path), ''
@@ -162,7 +162,7 @@ def _batches(config, paths, batch_size, errors, bar):
   """
   size = int(config.dataset.image_size)
   workers = os.cpu_count() or 1
-  loaded = ordered_map(_load, paths, workers,
+  loaded = ordered_map(load, paths, workers,
                        max(batch_size, workers * _LOAD_AHEAD_PER_THREAD))
   images, positions = [], []
   for position, (pixels, error) in enumerate(loaded):
