@@ -118,11 +118,14 @@ def restore_meta(mngr, number):
   return mngr.restore(number, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
 
 
+def abstract(tree):
+  """Shapes and dtypes of a tree of arrays, numpy scalars or ShapeDtypeStructs."""
+  return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
 def restore(mngr, number, like):
   """The state saved as `number`, shaped like `like` (a state of the same stage)."""
   train_like = {k: v for k, v in like.items() if k != 'params'}
-  abstract = lambda t: jax.tree_util.tree_map(
-      lambda x: ocp.utils.to_shape_dtype_struct(np.asarray(x)), t)
   restored = mngr.restore(number, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract(like['params'])),
       train=ocp.args.StandardRestore(abstract(train_like))))
@@ -135,6 +138,5 @@ def restore_params(workdir, like, number=None):
   number = mngr.latest_step() if number is None else number
   if number is None:
     raise FileNotFoundError(f'No checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}.')
-  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
   return mngr.restore(number, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract)))['params']
+      params=ocp.args.StandardRestore(abstract(like))))['params']

@@ -277,12 +277,13 @@ def cached_kinds(config, stage_index, params):
   return kinds
 
 
-def stage_source(config, workdir, model, params, stage_index):
+def stage_source(config, workdir, model, params, host_params, stage_index):
   """The stage's `Source`: a cache of its frozen layers where configured, else images.
 
-  params: replicated.
+  params: replicated, to compute a missing cache; host_params: the same values
+  on the host, for the digests that key the cache files.
   """
-  kinds = cached_kinds(config, stage_index, parallel.unreplicate(params))
+  kinds = cached_kinds(config, stage_index, host_params)
   if not kinds:
     return Source(config)
   cache_dir = config.feature_cache_dir or os.path.join(workdir, feature_cache.CACHE_DIR)
@@ -323,7 +324,8 @@ def train_and_evaluate(config, workdir):
     if first_epoch == 0:
       state = stage_state(state, optimizer)
     replicated = parallel.replicate(state)
-    source = stage_source(config, workdir, model, replicated['params'], stage_index)
+    source = stage_source(config, workdir, model, replicated['params'], state['params'],
+                          stage_index)
     cache_seconds = time.time() - start
     if first_epoch < stage.epochs:
       replicated = run_stage(config, workdir, model, optimizer, mngr, replicated, source,
@@ -346,7 +348,8 @@ def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_inde
   """Epochs `first_epoch`.. of one stage on replicated `state`, validating and
   checkpointing after each; returns the replicated state."""
   stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
-  labels = optim.stage_labels(parallel.unreplicate(state['params']), stage.trainable_layers)
+  # Labels depend on the tree's paths only: no need to fetch the values.
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
   train_step = source.train_step(model, optimizer, labels)
   predict_step = source.predict_step(model)
   overall = output_names(config)[0]
