@@ -104,13 +104,24 @@ def manager(workdir, max_to_keep=None, read_only=False):
 
 
 def save(mngr, number, state, meta):
-  """Saves `state` ({'params', 'opt_state', 'step', 'rng'}, host arrays) and `meta`."""
-  state = jax.tree_util.tree_map(np.asarray, state)  # Orbax takes arrays, not scalars.
+  """Starts saving `state` ({'params', 'opt_state', 'step', 'rng'}) and `meta`.
+
+  The write finishes in the background while training goes on (Orbax writes
+  to a temporary directory and renames it when complete, so a stopped run
+  never sees half a checkpoint); the next save, or `finish`, waits for it.
+  The state is copied to host memory first: the training step reuses the
+  device buffers it came from.
+  """
+  state = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), state)
   train = {k: v for k, v in state.items() if k != 'params'}
   mngr.save(number, args=ocp.args.Composite(
       params=ocp.args.StandardSave(state['params']),
       train=ocp.args.StandardSave(train),
       meta=ocp.args.JsonSave(meta)))
+
+
+def finish(mngr):
+  """Waits for a checkpoint still being written."""
   mngr.wait_until_finished()
 
 

@@ -83,33 +83,37 @@ def cache_key(config, split, kind, views, digest, layer=None):
   return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def make_pass_step(model, views, layer, kinds):
-  """pmapped (params, batch) -> {kind: [devices, b, views, ...]} for `kinds`.
+def make_pass_step(model, layer, kinds):
+  """pmapped (params, batch) -> {kind: [devices, b, ...]} for `kinds`, one view.
 
-  The mirror image is view 1. With a prefix `layer`, the features continue
-  from its output, so one pass yields both.
+  With a prefix `layer`, the features continue from its output, so one pass
+  yields both. Every split and view runs this one program: the mirror image
+  is flipped on the host (`view_batches`), which saves a compilation.
   """
   def step(params, batch):
     images = batch['image']
-    out = {kind: [] for kind in kinds}
-    for v in [images, images[:, :, ::-1]][:views]:
-      if layer is None:
-        out[FEATURES].append(model.apply({'params': params}, v, method=model.features))
-        continue
-      a = model.apply({'params': params}, v, stop_after=layer, method=model.backbone_prefix)
-      if PREFIX in kinds:
-        out[PREFIX].append(a)
-      if FEATURES in kinds:
-        out[FEATURES].append(model.apply({'params': params}, a, start_after=layer,
-                                         method=model.features_from))
-    return {kind: jnp.stack(arrays, axis=1).astype(jnp.float32)
-            for kind, arrays in out.items()}
+    if layer is None:
+      return {FEATURES: model.apply({'params': params}, images, method=model.features)}
+    a = model.apply({'params': params}, images, stop_after=layer, method=model.backbone_prefix)
+    out = {PREFIX: a} if PREFIX in kinds else {}
+    if FEATURES in kinds:
+      out[FEATURES] = model.apply({'params': params}, a, start_after=layer,
+                                  method=model.features_from)
+    return {kind: x.astype(jnp.float32) for kind, x in out.items()}
   return parallel.pmap(step)
+
+
+def view_batches(batches, views):
+  """Each host batch as stored, then (views 2) mirrored: flipped left-right."""
+  for batch in batches:
+    yield batch
+    if views > 1:
+      yield dict(batch, image=np.ascontiguousarray(batch['image'][:, :, ::-1]))
 
 
 def compute(config, model, params, split, views, layer, paths):
   """Fills the .npy files `paths` {kind: path} for `split` in one backbone pass."""
-  step = make_pass_step(model, views, layer, tuple(paths))
+  step = make_pass_step(model, layer, tuple(paths))
   n = input_pipeline.shard_size(config, split)
   size = config.dataset.image_size
   shapes = {FEATURES: (vgg16.OUTPUT_FEATURES,)}
@@ -122,13 +126,15 @@ def compute(config, model, params, split, views, layer, paths):
   start = 0
   batches = input_pipeline.eval_batches(
       config, split, batch_size=parallel.host_batch_size(config.eval_batch_size))
-  for batch, _ in parallel.prefetch(batches):
+  for i, (batch, _) in enumerate(parallel.prefetch(view_batches(batches, views))):
+    view = i % views
     result = step(params, batch)
     keep = parallel.unshard(batch['mask'])
     rows = int(keep.sum())
     for kind in paths:
-      out[kind][start:start + rows] = parallel.unshard(result[kind])[keep]
-    start += rows
+      out[kind][start:start + rows, view] = parallel.unshard(result[kind])[keep]
+    if view == views - 1:
+      start += rows
   for kind, path in paths.items():
     out[kind].flush()
     del out[kind]

@@ -313,6 +313,18 @@ def train_and_evaluate(config, workdir):
                jax.device_count(), jax.process_count(),
                input_pipeline.num_examples(config, config.dataset.train_split))
 
+  try:
+    run_stages(config, workdir, model, mngr, state, start_stage, start_epoch)
+  finally:  # A stopped run keeps its last checkpoint whole.
+    checkpoint.finish(mngr)
+
+  results = report.write(config, workdir)
+  print(report.test_rho_table(results))
+  return 0
+
+
+def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
+  """Stages `start_stage`.. from host `state`, resuming at `start_epoch` of the first."""
   for stage_index in range(start_stage, len(STAGES)):
     stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
     first_epoch = start_epoch if stage_index == start_stage else 0
@@ -337,10 +349,6 @@ def train_and_evaluate(config, workdir):
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
         first_epoch=first_epoch, epochs=stage.epochs,
         source=source.kind or 'image')))
-
-  results = report.write(config, workdir)
-  print(report.test_rho_table(results))
-  return 0
 
 
 def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_index,

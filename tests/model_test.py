@@ -60,6 +60,15 @@ def test_random_init_follows_keras_initialisers():
   assert np.all(fc1['bias'] == 0)
 
 
+def test_init_compiled_without_backend_optimisation_gives_the_same_params():
+  model = model_lib.build_model(tiny_config())
+  images = jax.numpy.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), jax.numpy.uint8)
+  optimised = jax.jit(lambda r: model.init(r, images, train=False))(jax.random.key(3))
+  fast = model_lib.init_params(model, jax.random.key(3), IMAGE_SIZE)
+  same = jax.tree_util.tree_map(np.array_equal, fast, optimised['params'])
+  assert all(jax.tree_util.tree_leaves(same))
+
+
 def test_dropout_only_in_training():
   config = tiny_config()
   model = model_lib.build_model(config)
