@@ -317,7 +317,8 @@ def aesthetix_steady_rate(records, stage_name):
 
 def aesthetix_forward(model, params, images, timed_steps):
   """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
-  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features),
+                compiler_options=parallel.compiler_options())  # As train's programs.
   x = jnp.asarray(images)
   compiled = fwd.lower(params, x).compile()  # Timed too: one compilation, not two.
   rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
@@ -345,7 +346,7 @@ def aesthetix_stage2_step(config, model, state, timed_steps, from_prefix=False):
         method=model.backbone_prefix))
   batch = parallel.shard(batch)
   replicated = parallel.replicate(train.stage_state(state, optimizer))
-  step = step.lower(replicated, batch).compile()  # Timed too: one compilation, not two.
+  step = step.compile(replicated, batch)  # As train compiles it; timed too, not compiled twice.
   # A per-device program: FLOPs of one device's share of the batch.
   flops_per_image = flops_of(step) / len(batch['mask'][0])
   current = [replicated]
