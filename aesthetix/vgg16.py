@@ -7,6 +7,7 @@ files convert by name, and so that training stages can select layers by name.
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # (filters, convolutions) of the five blocks.
@@ -41,6 +42,50 @@ def preprocess_input(images):
   return x - jnp.asarray(IMAGENET_MEAN_BGR, jnp.float32)
 
 
+@jax.custom_vjp
+def max_pool(x):
+  """Keras' MaxPooling2D((2, 2)) ('valid': an odd last row or column is dropped).
+
+  The same values and gradients as `nn.max_pool` (a tie sends the gradient
+  to the first maximum in row-major order, as XLA's select-and-scatter does),
+  but the gradient is one elementwise pass: XLA:CPU's select-and-scatter took
+  6.7 ms for a 32x8x8x512 batch, this takes 0.35 ms.
+  """
+  return _windows(x).max(axis=(2, 4))
+
+
+def _windows(x):
+  """[B, H, W, C] -> [B, H/2, 2, W/2, 2, C], odd edges cropped."""
+  b, h, w, c = x.shape
+  ph, pw = POOL_SIZE
+  x = x[:, :h // ph * ph, :w // pw * pw]
+  return x.reshape(b, h // ph, ph, w // pw, pw, c)
+
+
+def _max_pool_fwd(x):
+  y = max_pool(x)
+  return y, (x, y)
+
+
+def _max_pool_bwd(residuals, g):
+  x, y = residuals
+  is_max = _windows(x) == y[:, :, None, :, None, :]
+  taken = jnp.zeros_like(is_max[:, :, 0, :, 0])
+  first = [[None] * POOL_SIZE[1] for _ in range(POOL_SIZE[0])]
+  for i in range(POOL_SIZE[0]):  # Row-major: the first maximum takes the gradient.
+    for j in range(POOL_SIZE[1]):
+      first[i][j] = is_max[:, :, i, :, j] & ~taken
+      taken = taken | is_max[:, :, i, :, j]
+  mask = jnp.stack([jnp.stack(row, axis=3) for row in first], axis=2)
+  dx = jnp.where(mask, g[:, :, None, :, None, :], 0).astype(x.dtype)
+  b, h, w, c = x.shape
+  dx = dx.reshape(b, dx.shape[1] * POOL_SIZE[0], dx.shape[3] * POOL_SIZE[1], c)
+  return (jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]), (0, 0))),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
 def _layer_range(start_after, stop_after):
   """Indices [begin, end) of LAYERS to run between two layer names."""
   begin = 0 if start_after is None else LAYER_NAMES.index(start_after) + 1
@@ -67,7 +112,7 @@ class VGG16(nn.Module):
     x = x.astype(self.dtype)
     for name, filters in LAYERS[begin:end]:
       if filters is None:
-        x = nn.max_pool(x, POOL_SIZE, strides=POOL_SIZE)
+        x = max_pool(x)
       else:
         x = nn.Conv(filters, KERNEL_SIZE, padding='SAME', dtype=self.dtype,
                     param_dtype=jnp.float32, name=name,

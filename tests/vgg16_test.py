@@ -1,5 +1,6 @@
 """The Flax VGG16 against Keras': preprocessing, layer names, counts, outputs."""
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,3 +72,16 @@ def test_slices_compose_to_the_whole_network():
   assert prefix.shape[1:] == vgg16.layer_output_shape(IMAGE_SIZE, 'block4_conv1')
   rest = model.apply({'params': params}, prefix, start_after='block4_conv1')
   np.testing.assert_allclose(rest, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 4)])
+def test_max_pool_values_and_gradients_equal_flax_including_ties(shape):
+  rng = np.random.default_rng(0)
+  # Rounded ReLU outputs: many exact ties, at zero and above it.
+  x = jnp.asarray(np.round(np.maximum(rng.normal(size=shape), 0) * 2) / 2, jnp.float32)
+  flax_pool = lambda a: flax.linen.max_pool(a, vgg16.POOL_SIZE, strides=vgg16.POOL_SIZE)
+  y, pull = jax.vjp(vgg16.max_pool, x)
+  y_ref, pull_ref = jax.vjp(flax_pool, x)
+  np.testing.assert_array_equal(y, y_ref)
+  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  np.testing.assert_array_equal(pull(g)[0], pull_ref(g)[0])
