@@ -131,14 +131,16 @@ class Program:
     key = (tree, tuple((np.shape(x), np.result_type(x), getattr(x, 'weak_type', False))
                        for x in leaves))
     if key not in self._executables:
-      self._executables[key] = _compile(self._pmapped.lower(*args))
+      self._executables[key] = compile_lowered(self._pmapped.lower(*args))
     return self._executables[key]
 
   def __call__(self, *args):
     return self.compile(*args)(*args)
 
 
-def _compile(lowered):
+def compile_lowered(lowered):
+  """Compiles a lowered program with `compiler_options`, or XLA's defaults
+  when this jaxlib lacks them."""
   options = compiler_options()
   if options is None:
     return lowered.compile()

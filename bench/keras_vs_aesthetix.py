@@ -317,10 +317,10 @@ def aesthetix_steady_rate(records, stage_name):
 
 def aesthetix_forward(model, params, images, timed_steps):
   """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
-  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features),
-                compiler_options=parallel.compiler_options())  # As train's programs.
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
   x = jnp.asarray(images)
-  compiled = fwd.lower(params, x).compile()  # Timed too: one compilation, not two.
+  # Compiled as train's programs are; timed too: one compilation, not two.
+  compiled = parallel.compile_lowered(fwd.lower(params, x))
   rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
                      timed_steps)
   return rate, flops_of(compiled) / len(images)
