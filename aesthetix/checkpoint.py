@@ -109,8 +109,8 @@ def save(mngr, number, state, meta):
   The write finishes in the background while training goes on (Orbax writes
   to a temporary directory and renames it when complete, so a stopped run
   never sees half a checkpoint); the next save, or `finish`, waits for it.
-  The state is copied to host memory first: the training step reuses the
-  device buffers it came from.
+  The state is copied first: np.asarray of a CPU jax.Array can share its
+  memory, and a donated buffer may be rewritten before the write finishes.
   """
   state = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), state)
   train = {k: v for k, v in state.items() if k != 'params'}
