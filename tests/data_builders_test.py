@@ -39,6 +39,14 @@ def labels_vector(ex, name):
   return [ex['labels'][n] for n in targets.output_names(name)]
 
 
+def edit_line(path, index, edit):
+  """Rewrites line `index` (0-based) of a text file as edit(line), keeping its ending."""
+  text = path.read_text()
+  lines = text.splitlines()
+  lines[index] = edit(lines[index])
+  path.write_text('\n'.join(lines) + ('\n' if text.endswith('\n') else ''))
+
+
 # AADB.
 
 @pytest.mark.parametrize('zipped', [False, True])
@@ -75,10 +83,8 @@ def test_aadb_keeps_jpeg_bytes_as_distributed(tmp_path):
 
 def test_aadb_malformed_label_line_names_file_and_line(tmp_path):
   fixtures_data.make_aadb(tmp_path / 'manual')
-  path = tmp_path / 'manual' / 'imgListFiles_label' / 'imgListTrainRegression_Light.txt'
-  lines = path.read_text().splitlines()
-  lines[2] = lines[2].split()[0] + ' 0.5 extra'
-  path.write_text('\n'.join(lines) + '\n')
+  edit_line(tmp_path / 'manual' / 'imgListFiles_label' / 'imgListTrainRegression_Light.txt',
+            2, lambda line: line.split()[0] + ' 0.5 extra')
   with pytest.raises(ValueError, match=r'imgListTrainRegression_Light.txt, line 3: expected'):
     build(aadb.Builder, tmp_path / 'manual', tmp_path / 'data')
 
@@ -87,10 +93,8 @@ def test_aadb_malformed_label_line_names_file_and_line(tmp_path):
     ('abc', 'is not a number'), ('1.500', r'outside \[-1.0, 1.0\]')])
 def test_aadb_bad_label_value(tmp_path, bad, message):
   fixtures_data.make_aadb(tmp_path / 'manual')
-  path = tmp_path / 'manual' / 'imgListFiles_label' / 'imgListValidationRegression_DoF.txt'
-  lines = path.read_text().splitlines()
-  lines[0] = lines[0].split()[0] + ' ' + bad
-  path.write_text('\n'.join(lines))
+  edit_line(tmp_path / 'manual' / 'imgListFiles_label' / 'imgListValidationRegression_DoF.txt',
+            0, lambda line: line.split()[0] + ' ' + bad)
   with pytest.raises(ValueError, match='imgListValidationRegression_DoF.txt, line 1: .*' + message):
     build(aadb.Builder, tmp_path / 'manual', tmp_path / 'data')
 
@@ -231,22 +235,21 @@ def test_eva_missing_zip_part(tmp_path):
 
 def test_eva_malformed_vote_line(tmp_path):
   fixtures_data.make_eva(tmp_path / 'manual')
-  path = tmp_path / 'manual' / 'data' / 'votes_filtered.csv'
-  lines = path.read_text().splitlines()
-  lines[4] = lines[4].replace('=', ',')
-  path.write_text('\n'.join(lines))
+  edit_line(tmp_path / 'manual' / 'data' / 'votes_filtered.csv', 4,
+            lambda line: line.replace('=', ','))
   with pytest.raises(ValueError, match=r'votes_filtered.csv, line 5: expected 13 fields'):
     build(eva.Builder, tmp_path / 'manual', tmp_path / 'data', num_test=3, num_validation=2)
 
 
 def test_eva_vote_out_of_range(tmp_path):
   fixtures_data.make_eva(tmp_path / 'manual')
-  path = tmp_path / 'manual' / 'data' / 'votes_filtered.csv'
-  lines = path.read_text().splitlines()
-  fields = lines[2].split('=')
-  fields[4] = '5'  # visual is 1..4
-  lines[2] = '='.join(fields)
-  path.write_text('\n'.join(lines))
+
+  def visual_5(line):  # visual is 1..4
+    fields = line.split('=')
+    fields[4] = '5'
+    return '='.join(fields)
+
+  edit_line(tmp_path / 'manual' / 'data' / 'votes_filtered.csv', 2, visual_5)
   with pytest.raises(ValueError, match=r'line 3: visual 5.0 outside \[1.0, 4.0\]'):
     build(eva.Builder, tmp_path / 'manual', tmp_path / 'data', num_test=3, num_validation=2)
 
