@@ -1,0 +1,63 @@
+"""The float32 vs bfloat16 seed sweep: its statistics, its table, and a tiny sweep that resumes."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from bench import dtype_seeds
+from tests import tiny
+
+
+def test_paired_summary_matches_scipy():
+  a = np.array([0.59, 0.63, 0.52, 0.57, 0.14])
+  b = np.array([0.60, 0.67, 0.51, 0.61, 0.32])
+  s = dtype_seeds.paired_summary(a, b)
+  d = b - a
+  low, high = scipy.stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=scipy.stats.sem(d))
+  assert s['diff'] == pytest.approx(d.mean())
+  assert (s['ci_low'], s['ci_high']) == pytest.approx((low, high))
+  assert s['p'] == pytest.approx(scipy.stats.ttest_rel(b, a).pvalue)
+  assert s['sd_a'] == pytest.approx(np.std(a, ddof=1))
+  assert s['mean_b'] == pytest.approx(b.mean())
+
+
+def test_paired_summary_of_one_pair_has_no_spread():
+  s = dtype_seeds.paired_summary([0.5], [0.6])
+  assert s['diff'] == pytest.approx(0.1)
+  assert all(np.isnan(s[k]) for k in ('sd_a', 'sd_b', 'ci_low', 'ci_high', 'p'))
+
+
+def test_table_rows_and_differences():
+  rhos = {(0, 'float32'): {'stage1': (0.3, 0.1), 'stage2': (0.5, 0.2)},
+          (0, 'bfloat16'): {'stage1': (0.4, 0.1), 'stage2': (0.6, 0.3)},
+          (1, 'float32'): {'stage1': (0.2, 0.0), 'stage2': (0.4, 0.1)},
+          (1, 'bfloat16'): {'stage1': (0.2, 0.2), 'stage2': (0.6, 0.1)}}
+  seconds = {(0, 'float32'): 61.0, (0, 'bfloat16'): None,
+             (1, 'float32'): 62.0, (1, 'bfloat16'): 63.0}
+  table = dtype_seeds.markdown_table([0, 1], rhos, seconds, 'toy')
+  lines = table.splitlines()
+  assert lines[0].startswith('Test Spearman rho on toy')
+  [seed0] = [l for l in lines if l.startswith('| 0 |')]
+  assert seed0.split('|')[1:-1][-2:] == [' 61 ', ' read back ']
+  [mean] = [l for l in lines if l.startswith('| mean |')]
+  assert ' 0.2500 | 0.3000 ' in mean  # Training overall: float32, then bfloat16.
+  [fine] = [l for l in lines if l.startswith('| Fine-tuning overall |')]
+  assert fine.split('|')[2].strip() == '0.1500'
+
+
+def test_tiny_sweep_runs_both_dtypes_and_reads_back(tmp_path):
+  base = tiny.config(tmp_path / 'data', stage1_epochs=1, stage2_epochs=1)
+  workdir = str(tmp_path / 'sweep')
+  first = dtype_seeds.sweep(base, [0, 1], workdir)
+  again = dtype_seeds.sweep(base, [0, 1], workdir)
+  rows = [l for l in first.splitlines() if l.startswith(('| 0 |', '| 1 |'))]
+  assert len(rows) == 2
+  for row in rows:
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    rhos, walls = cells[1:9], cells[9:]
+    assert all(-1 <= float(c) <= 1 for c in rhos), row
+    assert all(float(c) > 0 for c in walls), row
+  # The second sweep finds every run finished: the same numbers, no wall times.
+  assert again.count('read back') == 4
+  strip = lambda t: [l.rsplit('|', 3)[0] for l in t.splitlines()]
+  assert strip(again) == strip(first)
