@@ -182,15 +182,23 @@ def flops_of(compiled):
 
 
 class EpochTrainTimer(keras.callbacks.Callback):
-  """Seconds of each epoch's training part (up to validation), in `train_seconds`."""
+  """Seconds of each epoch's training part (up to validation), in `train_seconds`,
+  and of the train steps in it, in `step_seconds`."""
 
   def __init__(self):
     super().__init__()
-    self.train_seconds = []
-    self._start = self._train_end = None
+    self.train_seconds, self.step_seconds = [], []
+    self._start = self._train_end = self._step_start = None
+    self._steps = 0.0
 
   def on_epoch_begin(self, epoch, logs=None):
-    self._start, self._train_end = time.perf_counter(), None
+    self._start, self._train_end, self._steps = time.perf_counter(), None, 0.0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._step_start = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._steps += time.perf_counter() - self._step_start
 
   def on_test_begin(self, logs=None):
     if self._start is not None and self._train_end is None:
@@ -198,7 +206,12 @@ class EpochTrainTimer(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     self.train_seconds.append((self._train_end or time.perf_counter()) - self._start)
+    self.step_seconds.append(self._steps)
     self._start = None
+
+  def outside_steps(self):
+    """Seconds of the training parts spent outside train steps, summed over epochs."""
+    return sum(self.train_seconds) - sum(self.step_seconds)
 
 
 def keras_preprocess(images):
@@ -276,6 +289,27 @@ def keras_step_rate(model, images, targets, timed_steps):
   """Images/s of `train_on_batch` in the model's current (stage 2) configuration."""
   x = keras_preprocess(images).numpy()
   return median_rate(lambda: model.train_on_batch(x, targets), len(images), timed_steps)
+
+
+def keras_stall_note(timers, keras_seconds, our_seconds):
+  """How long Keras' training epochs waited outside its train steps, and the
+  speed-ups with that time taken out of Keras' side.
+
+  On the development CPU such waits (about 8 s, at the end of some epochs'
+  training, before validation) came and went from run to run; they are
+  Keras' time as a user sees it, but not work of the schedule.
+  """
+  stalls = {name: timers[name].outside_steps() for name in train.STAGES}
+  worst = max(max(np.subtract(t.train_seconds, t.step_seconds)) for t in timers.values())
+  ratios = []
+  for name in train.STAGES + ('whole',):
+    stall = sum(stalls.values()) if name == 'whole' else stalls[name]
+    ours = our_seconds.get(name)
+    ratios.append(f'{name} {fmt((keras_seconds[name] - stall) / ours) if ours else "n/a"}')
+  return (f'Keras spent {stalls["stage1"]:.1f} s of its stage 1 and {stalls["stage2"]:.1f} s '
+          f'of its stage 2 training epochs outside its train steps (at most {worst:.1f} s in '
+          f'one epoch); with that time taken out of its side the speed-ups are '
+          f'{", ".join(ratios)}.')
 
 
 def steady_rate(num_images, epoch_seconds):
@@ -490,6 +524,7 @@ def run_benchmark(settings):
     notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
                  f'{train.METRICS_FILE}: those stage times are n/a; the whole schedule '
                  'is timed around train_and_evaluate.')
+  notes.append(keras_stall_note(keras_timers, keras_seconds, our_seconds))
   machine = machine_line(keras_device, keras_model.jit_compile)
   return dict(table=markdown_table(values, machine, notes), values=values,
               machine=machine, settings=settings, workdir=run_dir)

@@ -23,3 +23,28 @@ def test_table_has_every_row_with_positive_numbers(tmp_path):
     # Keras, aesthetix and the speed-up: all numbers, none 'n/a'.
     assert len(cells) == 4 and all(float(c.replace(',', '')) > 0 for c in cells[1:]), line
   assert 'Machine:' in result['table'] and 'n/a' not in result['table']
+  [stalls] = [l for l in lines if l.startswith('Keras spent')]
+  assert 'the speed-ups are stage1 ' in stalls and ', whole ' in stalls, stalls
+
+
+def test_keras_time_outside_steps_and_speedups_without_it(monkeypatch):
+  clock = iter([0.0, 1.0, 3.0, 4.0, 6.0, 10.0, 12.0])  # Epoch, 2 steps, validation, end.
+  monkeypatch.setattr(bench.time, 'perf_counter', lambda: next(clock))
+  stage1 = bench.EpochTrainTimer()
+  stage1.on_epoch_begin(0)
+  for step in range(2):
+    stage1.on_train_batch_begin(step)
+    stage1.on_train_batch_end(step)
+  stage1.on_test_begin()
+  stage1.on_epoch_end(0)
+  assert stage1.train_seconds == [10.0] and stage1.step_seconds == [4.0]
+  assert stage1.outside_steps() == 6.0
+  stage2 = bench.EpochTrainTimer()
+  stage2.train_seconds, stage2.step_seconds = [5.0], [5.0]
+  note = bench.keras_stall_note({'stage1': stage1, 'stage2': stage2},
+                                {'stage1': 20.0, 'stage2': 30.0, 'whole': 55.0},
+                                {'stage1': 5.0, 'stage2': 10.0, 'whole': 16.0})
+  assert 'Keras spent 6.0 s of its stage 1 and 0.0 s of its stage 2' in note
+  assert 'at most 6.0 s in one epoch' in note
+  # (20 - 6) / 5, 30 / 10, (55 - 6) / 16.
+  assert note.endswith('speed-ups are stage1 2.80, stage2 3.00, whole 3.06.'), note
