@@ -25,6 +25,7 @@ import numpy as np
 from ml_collections import config_flags
 import scipy.stats
 
+from aesthetix import checkpoint
 from aesthetix import report
 from aesthetix import train
 
@@ -48,7 +49,7 @@ def run_config(base, seed, dtype, cache_dir):
   return config
 
 
-def test_rhos(results):
+def stage_rhos(results):
   """{stage: (overall score rho, mean rho of the attributes)} on the test split."""
   rhos = {}
   for stage, metrics in results['stages'].items():
@@ -60,7 +61,11 @@ def test_rhos(results):
 
 
 def run_once(config, workdir):
-  """(results of the finished run in `workdir`, wall seconds or None when read back)."""
+  """(results of the finished run in `workdir`, wall seconds or None when read back).
+
+  A workdir that holds a run of another config is refused, not read back.
+  """
+  checkpoint.claim_workdir(workdir, config)
   if _finished(config, workdir):
     return report.build_results(config, workdir), None
   start = time.perf_counter()
@@ -140,7 +145,7 @@ def sweep(base, seeds, workdir):
       config = run_config(base, seed, dtype, cache_dir)
       results, seconds[(seed, dtype)] = run_once(config, os.path.join(
           workdir, f'seed{seed}_{dtype}'))
-      rhos[(seed, dtype)] = test_rhos(results)
+      rhos[(seed, dtype)] = stage_rhos(results)
   return markdown_table(seeds, rhos, seconds, base.dataset.name)
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from aesthetix import checkpoint
 from bench import dtype_seeds
 from tests import tiny
 
@@ -61,3 +62,8 @@ def test_tiny_sweep_runs_both_dtypes_and_reads_back(tmp_path):
   assert again.count('read back') == 4
   strip = lambda t: [l.rsplit('|', 3)[0] for l in t.splitlines()]
   assert strip(again) == strip(first)
+  # Runs of another config are refused, not read back as this one's.
+  other = tiny.config(tmp_path / 'data', stage1_epochs=1, stage2_epochs=1)
+  other.model.dropout = 0.1
+  with pytest.raises(checkpoint.IncompatibleWorkdirError):
+    dtype_seeds.sweep(other, [0], workdir)
