@@ -29,12 +29,6 @@ from aesthetix import checkpoint
 from aesthetix import report
 from aesthetix import train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/demo.py', 'Config file of the runs.', lock_config=True)
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2', '3', '4'], 'Seeds (config.seed).')
-_WORKDIR = flags.DEFINE_string('workdir', '', 'Where the runs go (default: a temporary directory).')
-_OUTPUT = flags.DEFINE_string('output', '', 'Also write the table to this file.')
-
 DTYPES = ('float32', 'bfloat16')
 CONFIDENCE = 0.95
 
@@ -149,17 +143,28 @@ def sweep(base, seeds, workdir):
   return markdown_table(seeds, rhos, seconds, base.dataset.name)
 
 
+def define_flags():
+  """The command line's flags, defined only when run as a script (run.py owns
+  --config and --workdir in a process that imports both, as pytest does)."""
+  config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Config file of the runs.',
+                                  lock_config=True)
+  flags.DEFINE_list('seeds', ['0', '1', '2', '3', '4'], 'Seeds (config.seed).')
+  flags.DEFINE_string('workdir', '', 'Where the runs go (default: a temporary directory).')
+  flags.DEFINE_string('output', '', 'Also write the table to this file.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  seeds = [int(s) for s in _SEEDS.value]
-  workdir = _WORKDIR.value or tempfile.mkdtemp(prefix='dtype_seeds_')
-  table = sweep(_CONFIG.value, seeds, workdir)
+  f = flags.FLAGS
+  workdir = f.workdir or tempfile.mkdtemp(prefix='dtype_seeds_')
+  table = sweep(f.config, [int(seed) for seed in f.seeds], workdir)
   print(table)
-  if _OUTPUT.value:
-    with open(_OUTPUT.value, 'w') as f:
-      f.write(table + '\n')
+  if f.output:
+    with open(f.output, 'w') as out:
+      out.write(table + '\n')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
