@@ -220,8 +220,17 @@ def keras_preprocess(images):
 
 
 def keras_dataset(images, targets, batch_size, *, train_split, seed):
-  """tf.data batches of preprocessed images; shuffled and randomly flipped when training."""
-  ds = tf.data.Dataset.from_tensor_slices((images, targets))
+  """tf.data batches of preprocessed images; shuffled and randomly flipped when training.
+
+  tf.data's autotuning is off: with it, Keras waited 8-9 s before the first
+  batch (or, with validation, after the last) of about every other epoch on
+  the development CPU, outside its steps; off, it never did, and its steps ran
+  as fast (a map of 1,024 small images needs no tuning). Keras at its best is
+  the fair reference.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  ds = tf.data.Dataset.from_tensor_slices((images, targets)).with_options(options)
   if train_split:
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y),
@@ -296,8 +305,8 @@ def keras_stall_note(timers, keras_seconds, our_seconds):
   speed-ups with that time taken out of Keras' side.
 
   On the development CPU such waits (about 8 s, at the end of some epochs'
-  training, before validation) came and went from run to run; they are
-  Keras' time as a user sees it, but not work of the schedule.
+  training, before validation) came from tf.data's autotuning, which
+  `keras_dataset` now turns off; the note shows whether any remain.
   """
   stalls = {name: timers[name].outside_steps() for name in train.STAGES}
   worst = max(max(np.subtract(t.train_seconds, t.step_seconds)) for t in timers.values())
