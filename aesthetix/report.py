@@ -71,7 +71,8 @@ def write(config, workdir):
   return results
 
 
-def _fmt(x, digits=4):
+def fmt_metric(x, digits=4):
+  """x with `digits` decimals; n/a for None or nan."""
   return 'n/a' if x is None or (isinstance(x, float) and np.isnan(x)) else f'{x:.{digits}f}'
 
 
@@ -82,7 +83,7 @@ def test_rho_table(results):
           '|---|' + '---:|' * len(stages)]
   for name in results['outputs']:
     rows.append(f'| {name} | ' + ' | '.join(
-        _fmt(results['stages'][s][name]['spearman']) for s in stages) + ' |')
+        fmt_metric(results['stages'][s][name]['spearman']) for s in stages) + ' |')
   return '\n'.join(rows)
 
 
@@ -94,9 +95,9 @@ def _overall_table(results):
   paper = results['paper']['overall_rho']
   rows = ['| | Spearman rho | p-value | Pearson r | MSE | Paper (rho) |',
           '|---|---:|---:|---:|---:|---:|',
-          f"| This run, {name} | {_fmt(final[name]['spearman'])} | "
-          f"{final[name]['spearman_p']:.2e} | {_fmt(final[name]['pearson'])} | "
-          f"{_fmt(final[name]['mse'])} | {_fmt(paper)} |"]
+          f"| This run, {name} | {fmt_metric(final[name]['spearman'])} | "
+          f"{final[name]['spearman_p']:.2e} | {fmt_metric(final[name]['pearson'])} | "
+          f"{fmt_metric(final[name]['mse'])} | {fmt_metric(paper)} |"]
   return '\n'.join(rows)
 
 
@@ -104,8 +105,8 @@ def metrics_table(stage_metrics):
   """Spearman (with p-value), Pearson and MSE per output."""
   rows = ['| Output | Spearman rho | p-value | Pearson r | MSE |', '|---|---:|---:|---:|---:|']
   for name, m in stage_metrics.items():
-    rows.append(f"| {name} | {_fmt(m['spearman'])} | {m['spearman_p']:.2e} | "
-                f"{_fmt(m['pearson'])} | {_fmt(m['mse'])} |")
+    rows.append(f"| {name} | {fmt_metric(m['spearman'])} | {m['spearman_p']:.2e} | "
+                f"{fmt_metric(m['pearson'])} | {fmt_metric(m['mse'])} |")
   return '\n'.join(rows)
 
 
@@ -125,7 +126,7 @@ def _intervals_table(results):
 def _matrix_table(names, matrix):
   rows = ['| | ' + ' | '.join(names) + ' |', '|---|' + '---:|' * len(names)]
   for name, row in zip(names, matrix):
-    rows.append(f'| {name} | ' + ' | '.join(_fmt(x, 2) for x in row) + ' |')
+    rows.append(f'| {name} | ' + ' | '.join(fmt_metric(x, 2) for x in row) + ' |')
   return '\n'.join(rows)
 
 
@@ -134,7 +135,8 @@ def _history_table(history, overall):
           '|---|---:|---:|---:|---:|']
   for h in history:
     rows.append(f"| {h['stage']} | {h['epoch']} | {h['train_loss']:.5f} | "
-                f"{_fmt(h['validation'][overall]['spearman'])} | {h['images_per_second']:.1f} |")
+                f"{fmt_metric(h['validation'][overall]['spearman'])} | "
+                f"{h['images_per_second']:.1f} |")
   return '\n'.join(rows)
 
 

@@ -91,16 +91,13 @@ def paired_summary(a, b):
   return out
 
 
-def _f(x, digits=4):
-  return 'n/a' if x is None or np.isnan(x) else f'{x:.{digits}f}'
-
-
 def markdown_table(seeds, rhos, seconds, dataset):
   """The sweep as Markdown: rows per seed, then mean, sd and the paired difference.
 
   rhos[(seed, dtype)][stage] = (overall rho, mean attribute rho);
   seconds[(seed, dtype)]: wall time of the run, None when read back.
   """
+  fmt = report.fmt_metric
   stages = [s for s in train.STAGES if all(s in rhos[(seed, dt)] for seed in seeds
                                            for dt in DTYPES)]
   cols = [(stage, what) for stage in stages for what in (0, 1)]
@@ -112,7 +109,7 @@ def markdown_table(seeds, rhos, seconds, dataset):
            '| ' + ' | '.join(head + [f'wall s {short[dt]}' for dt in DTYPES]) + ' |',
            '|' + '---|' + '---:|' * (len(head) + 1)]
   for seed in seeds:
-    cells = [str(seed)] + [_f(rhos[(seed, dt)][s][w]) for s, w in cols for dt in DTYPES]
+    cells = [str(seed)] + [fmt(rhos[(seed, dt)][s][w]) for s, w in cols for dt in DTYPES]
     cells += ['read back' if seconds[(seed, dt)] is None else f'{seconds[(seed, dt)]:.0f}'
               for dt in DTYPES]
     lines.append('| ' + ' | '.join(cells) + ' |')
@@ -120,13 +117,13 @@ def markdown_table(seeds, rhos, seconds, dataset):
                               [rhos[(seed, DTYPES[1])][s][w] for seed in seeds])
                for s, w in cols]
   for name, keys in (('mean', ('mean_a', 'mean_b')), ('sd', ('sd_a', 'sd_b'))):
-    cells = [name] + [_f(m[k]) for m in summaries for k in keys]
+    cells = [name] + [fmt(m[k]) for m in summaries for k in keys]
     lines.append('| ' + ' | '.join(cells + ['', '']) + ' |')
   lines += ['', f'| bfloat16 - float32, paired | difference | {CONFIDENCE:.0%} interval | '
             't-test p |', '|---|---:|---:|---:|']
   for (s, w), m in zip(cols, summaries):
-    lines.append(f'| {title[s]} {label[w]} | {_f(m["diff"])} | '
-                 f'[{_f(m["ci_low"])}, {_f(m["ci_high"])}] | {_f(m["p"], 3)} |')
+    lines.append(f'| {title[s]} {label[w]} | {fmt(m["diff"])} | '
+                 f'[{fmt(m["ci_low"])}, {fmt(m["ci_high"])}] | {fmt(m["p"], 3)} |')
   return '\n'.join(lines)
 
 
