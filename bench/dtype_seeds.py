@@ -21,16 +21,15 @@ import time
 
 from absl import app
 from absl import flags
-import numpy as np
 from ml_collections import config_flags
-import scipy.stats
 
 from aesthetix import checkpoint
 from aesthetix import report
 from aesthetix import train
+from bench import paired
 
 DTYPES = ('float32', 'bfloat16')
-CONFIDENCE = 0.95
+VARIANTS = (('float32', 'f32', 'float32'), ('bfloat16', 'bf16', 'bfloat16'))
 
 
 def run_config(base, seed, dtype, cache_dir):
@@ -41,17 +40,6 @@ def run_config(base, seed, dtype, cache_dir):
   config.model.dtype = dtype
   config.feature_cache_dir = cache_dir
   return config
-
-
-def stage_rhos(results):
-  """{stage: (overall score rho, mean rho of the attributes)} on the test split."""
-  rhos = {}
-  for stage, metrics in results['stages'].items():
-    names = results['outputs']
-    attributes = [metrics[n]['spearman'] for n in names[1:]]
-    rhos[stage] = (metrics[names[0]]['spearman'],
-                   float(np.mean(attributes)) if attributes else float('nan'))
-  return rhos
 
 
 def run_once(config, workdir):
@@ -72,59 +60,15 @@ def _finished(config, workdir):
              for stage in train.STAGES)
 
 
-def paired_summary(a, b):
-  """Mean and sd of `a` and of `b`, and of b - a paired: CI and t-test p.
-
-  Returns dict(mean_a, sd_a, mean_b, sd_b, diff, ci_low, ci_high, p); the
-  spread and interval are nan with fewer than two pairs.
-  """
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  d = b - a
-  n = len(d)
-  out = dict(mean_a=a.mean(), mean_b=b.mean(), diff=d.mean(),
-             sd_a=np.nan, sd_b=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan)
-  if n >= 2:
-    half = scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
-    out.update(sd_a=a.std(ddof=1), sd_b=b.std(ddof=1),
-               ci_low=d.mean() - half, ci_high=d.mean() + half,
-               p=scipy.stats.ttest_rel(b, a).pvalue)
-  return out
-
-
 def markdown_table(seeds, rhos, seconds, dataset):
-  """The sweep as Markdown: rows per seed, then mean, sd and the paired difference.
+  """The sweep as Markdown (`paired.markdown_table`): bfloat16 - float32 per seed.
 
   rhos[(seed, dtype)][stage] = (overall rho, mean attribute rho);
   seconds[(seed, dtype)]: wall time of the run, None when read back.
   """
-  fmt = report.fmt_metric
-  stages = [s for s in train.STAGES if all(s in rhos[(seed, dt)] for seed in seeds
-                                           for dt in DTYPES)]
-  cols = [(stage, what) for stage in stages for what in (0, 1)]
-  label = {0: 'overall', 1: 'attribute mean'}
-  short = {'float32': 'f32', 'bfloat16': 'bf16'}
-  title = {s: report.STAGE_TITLES.get(s, s) for s in stages}
-  head = ['seed'] + [f'{title[s]} {label[w]} {short[dt]}' for s, w in cols for dt in DTYPES]
-  lines = [f'Test Spearman rho on {dataset}, float32 vs bfloat16 compute, paired by seed.', '',
-           '| ' + ' | '.join(head + [f'wall s {short[dt]}' for dt in DTYPES]) + ' |',
-           '|' + '---|' + '---:|' * (len(head) + 1)]
-  for seed in seeds:
-    cells = [str(seed)] + [fmt(rhos[(seed, dt)][s][w]) for s, w in cols for dt in DTYPES]
-    cells += ['read back' if seconds[(seed, dt)] is None else f'{seconds[(seed, dt)]:.0f}'
-              for dt in DTYPES]
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  summaries = [paired_summary([rhos[(seed, DTYPES[0])][s][w] for seed in seeds],
-                              [rhos[(seed, DTYPES[1])][s][w] for seed in seeds])
-               for s, w in cols]
-  for name, keys in (('mean', ('mean_a', 'mean_b')), ('sd', ('sd_a', 'sd_b'))):
-    cells = [name] + [fmt(m[k]) for m in summaries for k in keys]
-    lines.append('| ' + ' | '.join(cells + ['', '']) + ' |')
-  lines += ['', f'| bfloat16 - float32, paired | difference | {CONFIDENCE:.0%} interval | '
-            't-test p |', '|---|---:|---:|---:|']
-  for (s, w), m in zip(cols, summaries):
-    lines.append(f'| {title[s]} {label[w]} | {fmt(m["diff"])} | '
-                 f'[{fmt(m["ci_low"])}, {fmt(m["ci_high"])}] | {fmt(m["p"], 3)} |')
-  return '\n'.join(lines)
+  return paired.markdown_table(
+      f'Test Spearman rho on {dataset}, float32 vs bfloat16 compute, paired by seed.',
+      VARIANTS, seeds, rhos, seconds)
 
 
 def sweep(base, seeds, workdir):
@@ -136,7 +80,7 @@ def sweep(base, seeds, workdir):
       config = run_config(base, seed, dtype, cache_dir)
       results, seconds[(seed, dtype)] = run_once(config, os.path.join(
           workdir, f'seed{seed}_{dtype}'))
-      rhos[(seed, dtype)] = stage_rhos(results)
+      rhos[(seed, dtype)] = paired.stage_rhos(results)
   return markdown_table(seeds, rhos, seconds, base.dataset.name)
 
 
