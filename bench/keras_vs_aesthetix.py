@@ -9,12 +9,23 @@ in Keras (tests/keras_reference.py, the reference of the equivalence tests)
 and this project's `train.train_and_evaluate`, on the same images and targets
 (the synthetic dataset, built once and read back as uint8 arrays for Keras),
 with the same batch size, image size, epochs, optimizers and a random
-horizontal flip (each side draws its own flips). Both sides validate after every epoch and predict the test split after each
-stage, as a user's run does; aesthetix also checkpoints every epoch.
+horizontal flip (each side draws its own flips, shuffles and dropout masks).
+Both start from the same initial weights: Keras' own random draw for the seed,
+saved to a file that Keras loads and aesthetix reads as its backbone weights
+(the head's layers are named alike and placed too). Both sides validate after
+every epoch and predict the test split after each stage, as a user's run
+does; aesthetix also checkpoints every epoch.
 
 It prints a Markdown table: backbone forward and stage 2 train step images/s,
 stage and schedule wall times, and the floor the machine's measured matrix
-multiply rate puts under the schedule from the FLOPs XLA counts.
+multiply rate puts under the schedule from the FLOPs XLA counts; then both
+sides' test Spearman rho after each stage.
+
+  python -m bench.keras_vs_aesthetix --seeds=0,1,2,3,4
+
+runs only the two schedules, once per seed, and prints the test rho of both
+sides paired by seed (mean, spread, the difference's confidence interval: the
+same results in distribution, or not) and each seed's wall times and speed-ups.
 """
 
 import dataclasses
@@ -38,10 +49,13 @@ import tensorflow as tf
 
 from aesthetix import feature_cache
 from aesthetix import input_pipeline
+from aesthetix import metrics
 from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
+from aesthetix import report
 from aesthetix import train
+from bench import paired
 from configs import aadb
 from configs import demo
 from tests import keras_reference
@@ -67,6 +81,9 @@ ROWS = RATE_ROWS + TIME_ROWS  # Steady state needs 2+ epochs in the stage, else 
 # makes: each image as stored and flipped.
 CACHED_PASSES_PER_IMAGE = 2
 WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
+# Keras' initial weights for the run's seed, which both sides start from.
+INITIAL_WEIGHTS_FILE = 'initial.weights.h5'
+SIDES = (('keras', 'Keras', 'Keras'), ('aesthetix', 'aesthetix', 'aesthetix'))
 
 
 @dataclasses.dataclass
@@ -78,6 +95,7 @@ class Settings:
   batch_size: int = 32
   stage1_epochs: int = 5
   stage2_epochs: int = 3
+  seed: int = 0               # config.seed: initial weights, shuffles, flips, dropout.
   bf16: bool = False          # aesthetix with config.model.dtype='bfloat16'.
   keras_gpu: bool = False     # Let TensorFlow use GPUs (default: Keras on CPU).
   timed_steps: int = 10       # Batches per throughput measurement.
@@ -105,7 +123,10 @@ def bench_config(settings):
                       'test': s.num_eval_images},
       'image_size': s.image_size}
   c.dataset.image_size = s.image_size
-  c.model.backbone_weights = 'random'  # Speed does not depend on the weights' values.
+  c.seed = s.seed
+  # Random: speed does not depend on the weights' values. A run replaces it with
+  # the file of Keras' initial weights (shared_initial_weights).
+  c.model.backbone_weights = 'random'
   c.model.dtype = 'bfloat16' if s.bf16 else 'float32'
   c.stage1.epochs, c.stage2.epochs = s.stage1_epochs, s.stage2_epochs
   c.stage1.batch_size = c.stage2.batch_size = c.eval_batch_size = s.batch_size
@@ -248,8 +269,30 @@ def keras_adam(stage):
   return keras.optimizers.Adam(lr, beta_1=stage.b1, beta_2=stage.b2, epsilon=stage.eps)
 
 
+def keras_model(config):
+  """The paper's model in Keras, with Keras' own random initial weights."""
+  return keras_reference.keras_multitask(
+      config.dataset.image_size, groups=model_lib.model_groups(config),
+      hidden_units=tuple(config.model.hidden_units), dropout=config.model.dropout)
+
+
+def shared_initial_weights(config, path):
+  """Writes Keras' initial weights for `config.seed` to `path` (a Keras 3
+  .weights.h5) and returns `config` with them as aesthetix's backbone weights.
+
+  Both sides then start from the same weights: Keras loads the file, and
+  aesthetix's backbone_weights reader places every layer of it, the head's
+  included (its layers are named as Keras' are). Built outside both sides' timing.
+  """
+  keras.utils.set_random_seed(config.seed)
+  keras_model(config).save_weights(path)
+  config = config.copy_and_resolve_references()
+  config.model.backbone_weights = path
+  return config
+
+
 def keras_stage(model, config, stage, data, timer):
-  """Compiles, fits `stage.epochs` epochs with validation, predicts the test split."""
+  """Compiles, fits `stage.epochs` epochs with validation; the test predictions."""
   model.compile(optimizer=keras_adam(stage), loss='mse')
   batch = stage.batch_size
   model.fit(keras_dataset(*data['train'], batch, train_split=True, seed=config.seed),
@@ -257,31 +300,40 @@ def keras_stage(model, config, stage, data, timer):
                                           seed=config.seed),
             epochs=stage.epochs, shuffle=False,  # The dataset shuffles itself.
             verbose=0, callbacks=[timer])
-  model.predict(keras_dataset(*data['test'], batch, train_split=False, seed=config.seed),
-                verbose=0)
+  return model.predict(keras_dataset(*data['test'], batch, train_split=False,
+                                      seed=config.seed), verbose=0)
 
 
 def keras_schedule(config, data):
-  """The paper's two stages in Keras; (model, {stage: seconds, 'whole': seconds}, timers)."""
+  """The paper's two stages in Keras from `config.model.backbone_weights`
+  (shared_initial_weights); (model, {stage or 'whole': seconds}, timers,
+  {stage: test predictions})."""
   keras.utils.set_random_seed(config.seed)
   start = time.perf_counter()
-  model = keras_reference.keras_multitask(
-      config.dataset.image_size, groups=model_lib.model_groups(config),
-      hidden_units=tuple(config.model.hidden_units), dropout=config.model.dropout)
+  model = keras_model(config)
+  model.load_weights(config.model.backbone_weights)
   convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
   for layer in convs:
     layer.trainable = False
-  seconds, timers = {}, {}
+  seconds, timers, predictions = {}, {}, {}
   for name in train.STAGES:
     stage = config[name]
     for layer in convs:
       layer.trainable = layer.trainable or layer.name in stage.trainable_layers
     timers[name] = EpochTrainTimer()
     stage_start = time.perf_counter()
-    keras_stage(model, config, stage, data, timers[name])
+    predictions[name] = keras_stage(model, config, stage, data, timers[name])
     seconds[name] = time.perf_counter() - stage_start
   seconds['whole'] = time.perf_counter() - start
-  return model, seconds, timers
+  return model, seconds, timers, predictions
+
+
+def keras_rhos(config, predictions, test_targets):
+  """{stage: paired.rho_pair} of Keras' test predictions (targets in [0, 1]:
+  rank correlations need no rescaling to the dataset's scale)."""
+  names = list(train.output_names(config))
+  return {stage: paired.rho_pair(names, metrics.output_metrics(names, test_targets, pred))
+          for stage, pred in predictions.items()}
 
 
 def keras_forward_rate(model, images, timed_steps):
@@ -338,7 +390,8 @@ def read_jsonl(path):
 
 
 def aesthetix_schedule(config, workdir):
-  """Runs train_and_evaluate; ({stage or 'whole': seconds or None}, metrics records)."""
+  """Runs train_and_evaluate; ({stage or 'whole': seconds or None}, metrics records,
+  {stage: paired.rho_pair of the test split})."""
   input_pipeline.clear_cache()  # Read the dataset as a fresh run does.
   start = time.perf_counter()
   train.train_and_evaluate(config, workdir)
@@ -347,7 +400,7 @@ def aesthetix_schedule(config, workdir):
   for name in train.STAGES:
     timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
     seconds[name] = timing[-1]['seconds'] if timing else None
-  return seconds, records
+  return seconds, records, paired.stage_rhos(report.build_results(config, workdir))
 
 
 def aesthetix_steady_rate(records, stage_name):
@@ -429,7 +482,7 @@ def markdown_table(values, machine, notes):
       continue
     k, a = values[row]
     s = speedup(row, k, a)
-    lines.append(f'| {row} | {fmt(k)} | {fmt(a)} | {"n/a" if s is None else f"{s:.2f}"} |')
+    lines.append(f'| {row} | {fmt(k)} | {fmt(a)} | {fmt_ratio(s)} |')
   lines += ['', 'Speed-up: Keras time / aesthetix time for times, aesthetix images/s / '
             'Keras images/s for throughputs; above 1 means aesthetix is faster.',
             f'Machine: {machine}.'] + notes
@@ -440,33 +493,69 @@ def markdown_table(values, machine, notes):
 
 
 def prepare_dirs(settings):
+  """`settings` with its workdir made (a temporary one by default) and its data_dir."""
   workdir = settings.workdir or tempfile.mkdtemp(prefix='keras_vs_aesthetix_')
   os.makedirs(workdir, exist_ok=True)
   data_dir = settings.data_dir or os.path.join(workdir, 'data')
-  run_dir = tempfile.mkdtemp(prefix='aesthetix_run_', dir=workdir)
-  return dataclasses.replace(settings, workdir=workdir, data_dir=data_dir), run_dir
+  return dataclasses.replace(settings, workdir=workdir, data_dir=data_dir)
+
+
+def run_line(settings, dtype):
+  return (f'Run: {settings.num_images} training images of {settings.image_size}x'
+          f'{settings.image_size}, {settings.num_eval_images} validation and '
+          f'{settings.num_eval_images} test images, batch {settings.batch_size}, '
+          f'{settings.stage1_epochs} + {settings.stage2_epochs} epochs, aesthetix dtype '
+          f'{dtype}')
+
+
+def keras_device_name(settings):
+  return 'GPU' if settings.keras_gpu and tf.config.list_logical_devices('GPU') else 'CPU'
+
+
+def load_data(settings, config):
+  """{split: (uint8 images, targets)}, building the synthetic dataset the first time."""
+  data = {split: split_arrays(config, split) for split in ('train', 'validation', 'test')}
+  if len(data['train'][0]) != settings.num_images:  # TFDS reuses a build of any size.
+    raise ValueError(
+        f'{settings.data_dir} holds a synthetic_aesthetics build with '
+        f'{len(data["train"][0])} training images, not {settings.num_images}: pass a '
+        'fresh --data_dir.')
+  return data
+
+
+def run_schedules(config, data, run_dir):
+  """Both sides' schedules from the same initial weights, Keras first.
+
+  Returns (config as aesthetix ran it, {side: {'seconds', 'rhos', ...}}), with
+  Keras' model and epoch timers and aesthetix's metrics records.
+  """
+  config = shared_initial_weights(config, os.path.join(run_dir, INITIAL_WEIGHTS_FILE))
+  model, seconds, timers, predictions = keras_schedule(config, data)
+  keras_side = dict(seconds=seconds, timers=timers, model=model,
+                    rhos=keras_rhos(config, predictions, data['test'][1]))
+  seconds, records, rhos = aesthetix_schedule(config, run_dir)
+  return config, dict(keras=keras_side,
+                      aesthetix=dict(seconds=seconds, records=records, rhos=rhos))
 
 
 def run_benchmark(settings):
   """Runs both sides; {'table': Markdown, 'values': {row: (keras, ours)}, ...}."""
-  settings, run_dir = prepare_dirs(settings)
+  settings = prepare_dirs(settings)
+  run_dir = tempfile.mkdtemp(prefix='aesthetix_run_', dir=settings.workdir)
   config = bench_config(settings)
   load_before = os.getloadavg()
-  data = {split: split_arrays(config, split)  # Builds the dataset the first time.
-          for split in ('train', 'validation', 'test')}
+  data = load_data(settings, config)
   images, targets = data['train']
-  if len(images) != settings.num_images:  # TFDS reuses a build of any size in data_dir.
-    raise ValueError(
-        f'{settings.data_dir} holds a synthetic_aesthetics build with {len(images)} '
-        f'training images, not {settings.num_images}: pass a fresh --data_dir.')
   batch_images, batch_targets = images[:settings.batch_size], targets[:settings.batch_size]
   gflops = matmul_gflops(settings.matmul_size)
 
-  keras_model, keras_seconds, keras_timers = keras_schedule(config, data)
+  config, sides = run_schedules(config, data, run_dir)
+  keras_model, keras_seconds, keras_timers = (
+      sides['keras'][k] for k in ('model', 'seconds', 'timers'))
+  our_seconds, records = sides['aesthetix']['seconds'], sides['aesthetix']['records']
   keras_forward = keras_forward_rate(keras_model, batch_images, settings.timed_steps)
   keras_step = keras_step_rate(keras_model, batch_images, batch_targets, settings.timed_steps)
 
-  our_seconds, records = aesthetix_schedule(config, run_dir)
   model = model_lib.build_model(config)
   state = train.initial_state(config, model, jax.random.PRNGKey(config.seed))
   our_forward, forward_flops = aesthetix_forward(model, state['params'], batch_images,
@@ -499,12 +588,8 @@ def run_benchmark(settings):
       FLOOR2: (floor2, floor2_ours),
       FLOOR: (floor1_keras + floor2, floor1_ours + floor2_ours),
   }
-  keras_device = 'GPU' if settings.keras_gpu and tf.config.list_logical_devices('GPU') else 'CPU'
   notes = [
-      f'Run: {n} training images of {settings.image_size}x{settings.image_size}, '
-      f'{settings.num_eval_images} validation and {settings.num_eval_images} test images, '
-      f'batch {settings.batch_size}, {settings.stage1_epochs} + {settings.stage2_epochs} '
-      f'epochs, aesthetix dtype {config.model.dtype}; throughputs: median of '
+      f'{run_line(settings, config.model.dtype)}; throughputs: median of '
       f'{settings.timed_steps} calls on one batch after {WARMUP_STEPS} warm-up calls; load average '
       f'{load_before[0]:.2f} before, {load_after[0]:.2f} after.',
       'Wall times include model build, compilation, per-epoch validation and the test '
@@ -534,9 +619,84 @@ def run_benchmark(settings):
                  f'{train.METRICS_FILE}: those stage times are n/a; the whole schedule '
                  'is timed around train_and_evaluate.')
   notes.append(keras_stall_note(keras_timers, keras_seconds, our_seconds))
-  machine = machine_line(keras_device, keras_model.jit_compile)
-  return dict(table=markdown_table(values, machine, notes), values=values,
-              machine=machine, settings=settings, workdir=run_dir)
+  machine = machine_line(keras_device_name(settings), keras_model.jit_compile)
+  rhos = {side: sides[side]['rhos'] for side in sides}
+  table = (markdown_table(values, machine, notes) + '\n\n'
+           + rho_table(rhos, settings.num_eval_images))
+  return dict(table=table, values=values, rhos=rhos, machine=machine, settings=settings,
+              workdir=run_dir)
+
+
+def rho_table(rhos, num_test):
+  """Both sides' test rho after each stage: {side: {stage: rho_pair}} -> Markdown."""
+  fmt_rho = report.fmt_metric
+  lines = [f'Test Spearman rho ({num_test} test images), both sides from the same '
+           'initial weights:', '',
+           '| | Keras 3 (TF) | aesthetix | aesthetix - Keras |', '|---|---:|---:|---:|']
+  for stage in train.STAGES:
+    if stage not in rhos['keras'] or stage not in rhos['aesthetix']:
+      continue
+    for what, label in paired.MEASURE_LABELS.items():
+      k, a = rhos['keras'][stage][what], rhos['aesthetix'][stage][what]
+      lines.append(f'| {report.STAGE_TITLES[stage]} {label} | {fmt_rho(k)} | {fmt_rho(a)} '
+                   f'| {fmt_rho(a - k)} |')
+  lines += ['', 'One seed: each side draws its own flips, shuffles and dropout, so the '
+            'seed-to-seed spread (--seeds) is the yardstick for a difference.']
+  return '\n'.join(lines)
+
+
+def run_seeds(settings, seeds):
+  """Both schedules once per seed (no throughput runs); returns the Markdown:
+  test rho paired by seed, then each seed's wall times and speed-ups."""
+  settings = prepare_dirs(settings)
+  data = load_data(settings, bench_config(settings))
+  rhos, whole, times, model = {}, {}, {}, None
+  for seed in seeds:
+    run_dir = tempfile.mkdtemp(prefix=f'seed{seed}_', dir=settings.workdir)
+    config, sides = run_schedules(bench_config(dataclasses.replace(settings, seed=seed)),
+                                  data, run_dir)
+    for side, _, _ in SIDES:
+      rhos[(seed, side)] = sides[side]['rhos']
+      whole[(seed, side)] = sides[side]['seconds']['whole']
+    times[seed] = dict(keras=sides['keras']['seconds'], aesthetix=sides['aesthetix']['seconds'],
+                       outside=sum(t.outside_steps() for t in sides['keras']['timers'].values()))
+    model = sides['keras']['model']
+  title = (f'Test Spearman rho on {config.dataset.name} ({settings.num_eval_images} test '
+           'images), Keras 3 vs aesthetix from the same initial weights, paired by seed.')
+  return '\n'.join([
+      paired.markdown_table(title, SIDES, seeds, rhos, whole), '',
+      seed_speed_table(seeds, times), '',
+      f'{run_line(settings, config.model.dtype)}.',
+      f'Machine: {machine_line(keras_device_name(settings), model.jit_compile)}.'])
+
+
+def seed_speed_table(seeds, times):
+  """Per seed: both sides' stage and schedule wall times, and the speed-ups.
+
+  times[seed] = dict(keras={stage or 'whole': s}, aesthetix={...}, outside=s),
+  `outside`: Keras' seconds in its training epochs outside its train steps.
+  """
+  names = train.STAGES + ('whole',)
+  slash = lambda values: ' / '.join(fmt(v) for v in values)
+  lines = ['| seed | Keras stage 1 / 2 / whole, s | Keras outside its steps, s | '
+           'aesthetix stage 1 / 2 / whole, s | speed-up stage 1 / 2 / whole (x) |',
+           '|---|---:|---:|---:|---:|']
+  ups = {name: [] for name in names}
+  for seed in seeds:
+    k, a = times[seed]['keras'], times[seed]['aesthetix']
+    for name in names:
+      ups[name].append(speedup(WHOLE, k[name], a[name]))
+    lines.append(f'| {seed} | {slash(k[n] for n in names)} | {times[seed]["outside"]:.1f} '
+                 f'| {slash(a[n] for n in names)} | '
+                 f'{" / ".join(fmt_ratio(ups[n][-1]) for n in names)} |')
+  for label, reduce in (('mean', np.mean), ('min', np.min), ('max', np.max)):
+    cells = [fmt_ratio(reduce(ups[n]) if None not in ups[n] else None) for n in names]
+    lines.append(f'| {label} | | | | {" / ".join(cells)} |')
+  return '\n'.join(lines)
+
+
+def fmt_ratio(value):
+  return 'n/a' if value is None else f'{value:.2f}'
 
 
 # ------------------------------------------------------------------ command line
@@ -554,6 +714,9 @@ def define_flags():
   flags.DEFINE_integer('stage2_epochs', d.stage2_epochs, 'Stage 2 epochs.')
   flags.DEFINE_bool('paper', False, "The paper's schedule: image size, batch size and "
                     'epochs from configs/aadb.py (224, 64, 5 + 3); --num_images still applies.')
+  flags.DEFINE_integer('seed', d.seed, 'config.seed of the run.')
+  flags.DEFINE_list('seeds', [], 'Run only the two schedules, once per seed, and compare '
+                    "both sides' test rho paired by seed (and their times).")
   flags.DEFINE_bool('bf16', d.bf16, "aesthetix with config.model.dtype='bfloat16'.")
   flags.DEFINE_bool('keras_gpu', d.keras_gpu, 'Let Keras (TensorFlow) use GPUs.')
   flags.DEFINE_integer('timed_steps', d.timed_steps, 'Batches per throughput measurement.')
@@ -586,11 +749,14 @@ def main(argv):
                          for field in dataclasses.fields(Settings)})
   if f.paper:
     settings = paper_schedule(settings)
-  result = run_benchmark(settings)
-  print(result['table'])
+  if f.seeds:
+    table = run_seeds(settings, [int(seed) for seed in f.seeds])
+  else:
+    table = run_benchmark(settings)['table']
+  print(table)
   if f.output:
     with open(f.output, 'w') as out:
-      out.write(result['table'] + '\n')
+      out.write(table + '\n')
   return 0
 
 

@@ -1,4 +1,5 @@
-"""The Keras vs aesthetix benchmark end to end at toy sizes: every row, positive numbers.
+"""The Keras vs aesthetix benchmark end to end at toy sizes: every row, positive
+numbers, both sides from the same weights, and the sweep over seeds.
 
 Most of its time is the two schedules' compilation; 2 epochs per stage so that
 the steady-state rows have an epoch after the first to measure.
@@ -6,7 +7,13 @@ the steady-state rows have an epoch after the first to measure.
 
 import dataclasses
 
+import jax
+import numpy as np
+import pytest
+
+from aesthetix import model as model_lib
 from bench import keras_vs_aesthetix as bench
+from tests import keras_reference
 
 SETTINGS = bench.Settings(num_images=16, num_eval_images=8, image_size=32, batch_size=8,
                           stage1_epochs=2, stage2_epochs=2, timed_steps=2, matmul_size=256)
@@ -25,6 +32,14 @@ def test_table_has_every_row_with_positive_numbers(tmp_path):
   assert 'Machine:' in result['table'] and 'n/a' not in result['table']
   [stalls] = [l for l in lines if l.startswith('Keras spent')]
   assert 'the speed-ups are stage1 ' in stalls and ', whole ' in stalls, stalls
+  # Both sides' test rho after each stage, and their difference.
+  for title, stage in (('Training', 'stage1'), ('Fine-tuning', 'stage2')):
+    for what, label in ((0, 'overall'), (1, 'attribute mean')):
+      [line] = [l for l in lines if l.startswith(f'| {title} {label} |')]
+      k, a, diff = (float(c) for c in line.strip('|').split('|')[1:])
+      assert (k, a) == pytest.approx((result['rhos']['keras'][stage][what],
+                                      result['rhos']['aesthetix'][stage][what]), abs=1e-4)
+      assert -1 <= k <= 1 and -1 <= a <= 1 and diff == pytest.approx(a - k, abs=2e-4)
 
 
 def test_keras_time_outside_steps_and_speedups_without_it(monkeypatch):
@@ -48,3 +63,45 @@ def test_keras_time_outside_steps_and_speedups_without_it(monkeypatch):
   assert 'at most 6.0 s in one epoch' in note
   # (20 - 6) / 5, 30 / 10, (55 - 6) / 16.
   assert note.endswith('speed-ups are stage1 2.80, stage2 3.00, whole 3.06.'), note
+
+
+def test_both_sides_start_from_the_same_weights(tmp_path):
+  settings = bench.prepare_dirs(dataclasses.replace(SETTINGS, workdir=str(tmp_path)))
+  config = bench.shared_initial_weights(bench.bench_config(settings),
+                                        str(tmp_path / bench.INITIAL_WEIGHTS_FILE))
+  model = model_lib.build_model(config)
+  params = model_lib.initial_params(config, model, jax.random.key(config.seed + 1))
+  keras_model = bench.keras_model(config)  # Fresh random weights, then the file's.
+  keras_model.load_weights(config.model.backbone_weights)
+  images = keras_reference.random_images(np.random.default_rng(0), 4, config.dataset.image_size)
+  ours = model.apply({'params': params}, images, train=False)
+  theirs = keras_model.predict(keras_reference.keras_preprocess(images), verbose=0)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+  # Another seed draws other weights.
+  other = bench.shared_initial_weights(bench.bench_config(dataclasses.replace(settings, seed=1)),
+                                       str(tmp_path / 'other.weights.h5'))
+  keras_model.load_weights(other.model.backbone_weights)
+  assert not np.allclose(keras_model.predict(keras_reference.keras_preprocess(images),
+                                             verbose=0), theirs)
+
+
+def test_seed_sweep_pairs_both_sides_by_seed(tmp_path):
+  settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), stage1_epochs=1,
+                                 stage2_epochs=1)
+  table = bench.run_seeds(settings, [3, 4])
+  lines = table.splitlines()
+  assert lines[0].startswith('Test Spearman rho on synthetic_aesthetics (8 test images), '
+                             'Keras 3 vs aesthetix')
+  for seed in (3, 4):
+    rho_row, speed_row = [l for l in lines if l.startswith(f'| {seed} |')]
+    cells = [c.strip() for c in rho_row.strip('|').split('|')]
+    assert all(-1 <= float(c) <= 1 for c in cells[1:9]), rho_row
+    assert all(float(c) > 0 for c in cells[9:]), rho_row  # Whole-schedule wall times.
+    speeds = [c.strip() for c in speed_row.strip('|').split('|')]
+    assert all(float(v) > 0 for c in speeds[1:] for v in c.split(' / ')), speed_row
+  assert any(l.startswith('| aesthetix - Keras, paired |') for l in lines)
+  [fine] = [l for l in lines if l.startswith('| Fine-tuning overall |')]
+  assert -2 <= float(fine.split('|')[2]) <= 2
+  [mean] = [l for l in lines if l.startswith('| mean | | | |')]
+  assert all(float(v) > 0 for v in mean.strip('|').split('|')[-1].split(' / '))
+  assert lines[-1].startswith('Machine: ')
