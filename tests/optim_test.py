@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from aesthetix import input_pipeline
@@ -97,3 +98,40 @@ def test_stage2_has_no_backward_pass_below_block4_conv2(tiny_config):
       'block1_conv1',)
   # Training block1_conv1 as well pulls the backward pass all the way down.
   assert count_convolutions(config, 'stage2') > 13 + 2 + 4 + 8
+
+
+@pytest.mark.parametrize('stage_name', ['stage1', 'stage2'])
+def test_adam_matches_keras_adam_step_by_step(stage_name):
+  """Six steps on gradients from 1e-9 to 1e-1, where optax.adam's epsilon differs."""
+  import keras  # pylint: disable=g-import-not-at-top
+  stage = aadb.get_config()[stage_name]
+  stage.decay_steps = stage.decay_steps and 2  # Decay within the steps when it decays.
+  rng = np.random.default_rng(0)
+  scales = 10.0 ** np.arange(-9, 0)
+  start = rng.normal(size=(9, 4)).astype(np.float32)
+  grads = [(rng.normal(size=(9, 4)) * scales[:, None]).astype(np.float32) for _ in range(6)]
+
+  variable = keras.Variable(start)
+  lr = stage.learning_rate
+  if stage.decay_steps:
+    lr = keras.optimizers.schedules.ExponentialDecay(
+        stage.learning_rate, stage.decay_steps, stage.decay_rate, staircase=stage.staircase)
+  theirs = keras.optimizers.Adam(lr, beta_1=stage.b1, beta_2=stage.b2, epsilon=stage.eps)
+  optimizer = optim.keras_adam(stage)
+  params = {'w': jax.numpy.asarray(start)}
+  opt_state = optimizer.init(params)
+  for g in grads:
+    theirs.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
+    updates, opt_state = optimizer.update({'w': jax.numpy.asarray(g)}, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    moved_theirs = np.asarray(variable.numpy()) - start
+    moved_ours = np.asarray(params['w']) - start
+    np.testing.assert_allclose(moved_ours, moved_theirs, rtol=1e-5, atol=1e-12)
+  # optax.adam, with the same numbers, steps differently on the small gradients.
+  plain = optax.adam(optim.learning_rate(stage), b1=stage.b1, b2=stage.b2, eps=stage.eps)
+  p, s = {'w': jax.numpy.asarray(start)}, None
+  s = plain.init(p)
+  for g in grads:
+    u, s = plain.update({'w': jax.numpy.asarray(g)}, s, p)
+    p = optax.apply_updates(p, u)
+  assert not np.allclose(np.asarray(p['w']) - start, moved_theirs, rtol=0.1, atol=0)
