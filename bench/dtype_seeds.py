@@ -90,7 +90,8 @@ def define_flags():
   config_flags.DEFINE_config_file('config', 'configs/demo.py', 'Config file of the runs.',
                                   lock_config=True)
   flags.DEFINE_list('seeds', ['0', '1', '2', '3', '4'], 'Seeds (config.seed).')
-  flags.DEFINE_string('workdir', '', 'Where the runs go (default: a temporary directory).')
+  flags.DEFINE_string('workdir', '', 'Where the runs go, kept and resumed (default: a '
+                      'temporary directory, removed at the end).')
   flags.DEFINE_string('output', '', 'Also write the table to this file.')
 
 
@@ -98,8 +99,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  workdir = f.workdir or tempfile.mkdtemp(prefix='dtype_seeds_')
-  table = sweep(f.config, [int(seed) for seed in f.seeds], workdir)
+  # Without --workdir the runs go to a temporary directory, removed at the end.
+  with tempfile.TemporaryDirectory(prefix='dtype_seeds_') as scratch:
+    table = sweep(f.config, [int(seed) for seed in f.seeds], f.workdir or scratch)
   print(table)
   if f.output:
     with open(f.output, 'w') as out:

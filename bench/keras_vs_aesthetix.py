@@ -722,7 +722,8 @@ def define_flags():
   flags.DEFINE_integer('timed_steps', d.timed_steps, 'Batches per throughput measurement.')
   flags.DEFINE_integer('matmul_size', d.matmul_size,
                        'Side of the float32 matmul that measures the machine.')
-  flags.DEFINE_string('workdir', d.workdir, 'Where runs go (default: a temporary directory).')
+  flags.DEFINE_string('workdir', d.workdir, 'Where runs go, kept (default: a temporary '
+                      'directory, removed at the end).')
   flags.DEFINE_string('data_dir', d.data_dir, 'TFDS data_dir (default: <workdir>/data).')
   flags.DEFINE_string('output', '', 'Also write the table to this file.')
 
@@ -749,10 +750,14 @@ def main(argv):
                          for field in dataclasses.fields(Settings)})
   if f.paper:
     settings = paper_schedule(settings)
-  if f.seeds:
-    table = run_seeds(settings, [int(seed) for seed in f.seeds])
-  else:
-    table = run_benchmark(settings)['table']
+  # Without --workdir the runs (0.5-1.3 GB at the defaults) go to a temporary
+  # directory that is removed at the end; with it they are kept.
+  with tempfile.TemporaryDirectory(prefix='keras_vs_aesthetix_') as scratch:
+    settings = dataclasses.replace(settings, workdir=settings.workdir or scratch)
+    if f.seeds:
+      table = run_seeds(settings, [int(seed) for seed in f.seeds])
+    else:
+      table = run_benchmark(settings)['table']
   print(table)
   if f.output:
     with open(f.output, 'w') as out:
