@@ -117,3 +117,43 @@ def test_audit_cli_exit_codes():
                 '--config.model.hidden_units=(128, 32)')
   assert bad.returncode == 1
   assert 'MISMATCH with the paper: fully_connected' in bad.stdout
+
+
+def test_loss_gradients_match_keras(tmp_path):
+  """The training loss and its gradients for stage 2's trainable layers, dropout off."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from aesthetix import train  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  config.model.dropout = 0.0
+  model = model_lib.build_model(config)
+  keras_model = keras_reference.keras_multitask(IMAGE_SIZE, model.groups, dropout=0.0)
+  path = tmp_path / 'multitask.weights.h5'
+  keras_model.save_weights(path)
+  config.model.backbone_weights = str(path)
+  params = model_lib.initial_params(config, model, jax.random.key(0))
+  rng = np.random.default_rng(3)
+  images = keras_reference.random_images(rng, 8, IMAGE_SIZE)
+  targets = rng.uniform(size=(8, 12)).astype(np.float32)
+
+  with tf.GradientTape() as tape:
+    pred = keras_model(keras_reference.keras_preprocess(images), training=True)
+    keras_loss = tf.reduce_mean(tf.square(pred - targets))
+  variables = {v.path: v for v in keras_model.trainable_variables}
+  keras_grads = dict(zip(variables, tape.gradient(keras_loss, list(variables.values()))))
+
+  def loss(p):
+    pred = model.apply({'params': p}, images, train=True, rngs={'dropout': jax.random.key(1)})
+    return jax.numpy.mean(train.squared_error(pred, targets))
+  ours, grads = jax.value_and_grad(loss)(params)
+  assert float(ours) == pytest.approx(float(keras_loss), rel=1e-5)
+  layers = config.stage2.trainable_layers + ('fc1', 'fc2', 'output')
+  checked = 0
+  for name, g in keras_grads.items():
+    layer, var = name.split('/')[-2:]
+    if layer not in layers:
+      continue
+    group = grads['head'] if layer in ('fc1', 'fc2', 'output') else grads['vgg16']
+    g = g.numpy()
+    np.testing.assert_allclose(group[layer][var], g, rtol=1e-3, atol=1e-4 * np.abs(g).max())
+    checked += 1
+  assert checked == 2 * len(layers)
