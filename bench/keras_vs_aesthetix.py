@@ -260,15 +260,6 @@ def keras_dataset(images, targets, batch_size, *, train_split, seed):
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def keras_adam(stage):
-  """Keras' Adam for one stage of the config, ExponentialDecay when the stage decays."""
-  lr = stage.learning_rate
-  if stage.decay_steps:
-    lr = keras.optimizers.schedules.ExponentialDecay(
-        stage.learning_rate, stage.decay_steps, stage.decay_rate, staircase=stage.staircase)
-  return keras.optimizers.Adam(lr, beta_1=stage.b1, beta_2=stage.b2, epsilon=stage.eps)
-
-
 def keras_model(config):
   """The paper's model in Keras, with Keras' own random initial weights."""
   return keras_reference.keras_multitask(
@@ -293,7 +284,7 @@ def shared_initial_weights(config, path):
 
 def keras_stage(model, config, stage, data, timer):
   """Compiles, fits `stage.epochs` epochs with validation; the test predictions."""
-  model.compile(optimizer=keras_adam(stage), loss='mse')
+  model.compile(optimizer=keras_reference.keras_adam(stage), loss='mse')
   batch = stage.batch_size
   model.fit(keras_dataset(*data['train'], batch, train_split=True, seed=config.seed),
             validation_data=keras_dataset(*data['validation'], batch, train_split=False,

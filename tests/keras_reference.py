@@ -29,6 +29,15 @@ def keras_multitask(image_size, groups, hidden_units=(128, 64), dropout=DROPOUT)
   return keras.Model(base.input, out)
 
 
+def keras_adam(stage):
+  """Keras' Adam for one stage of a config, ExponentialDecay when the stage decays."""
+  lr = stage.learning_rate
+  if stage.decay_steps:
+    lr = keras.optimizers.schedules.ExponentialDecay(
+        stage.learning_rate, stage.decay_steps, stage.decay_rate, staircase=stage.staircase)
+  return keras.optimizers.Adam(lr, beta_1=stage.b1, beta_2=stage.b2, epsilon=stage.eps)
+
+
 def write_legacy_notop_h5(model, path, drop_layers=(), reshape_layer=None):
   """Writes `model`'s conv weights in the layout of Keras' ImageNet notop file.
 

@@ -11,6 +11,7 @@ from aesthetix import optim
 from aesthetix import parallel
 from aesthetix import train
 from configs import aadb
+from tests import keras_reference
 from tests import tiny
 
 
@@ -112,11 +113,7 @@ def test_adam_matches_keras_adam_step_by_step(stage_name):
   grads = [(rng.normal(size=(9, 4)) * scales[:, None]).astype(np.float32) for _ in range(6)]
 
   variable = keras.Variable(start)
-  lr = stage.learning_rate
-  if stage.decay_steps:
-    lr = keras.optimizers.schedules.ExponentialDecay(
-        stage.learning_rate, stage.decay_steps, stage.decay_rate, staircase=stage.staircase)
-  theirs = keras.optimizers.Adam(lr, beta_1=stage.b1, beta_2=stage.b2, epsilon=stage.eps)
+  theirs = keras_reference.keras_adam(stage)
   optimizer = optim.keras_adam(stage)
   params = {'w': jax.numpy.asarray(start)}
   opt_state = optimizer.init(params)
@@ -129,7 +126,7 @@ def test_adam_matches_keras_adam_step_by_step(stage_name):
     np.testing.assert_allclose(moved_ours, moved_theirs, rtol=1e-5, atol=1e-12)
   # optax.adam, with the same numbers, steps differently on the small gradients.
   plain = optax.adam(optim.learning_rate(stage), b1=stage.b1, b2=stage.b2, eps=stage.eps)
-  p, s = {'w': jax.numpy.asarray(start)}, None
+  p = {'w': jax.numpy.asarray(start)}
   s = plain.init(p)
   for g in grads:
     u, s = plain.update({'w': jax.numpy.asarray(g)}, s, p)
