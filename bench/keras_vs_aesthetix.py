@@ -282,17 +282,27 @@ def shared_initial_weights(config, path):
   return config
 
 
-def keras_stage(model, config, stage, data, timer):
+def keras_datasets(config, data, batch_size):
+  """{split: tf.data pipeline} of one Keras schedule; both stages iterate these.
+
+  One training pipeline for the whole schedule, as a Keras user would fit both
+  stages on it: its seeded shuffle then draws a new order for every epoch of
+  both stages. A pipeline built anew for stage 2 from the same seed replays
+  stage 1's orders, epoch for epoch (tf.data restarts a seeded shuffle's
+  sequence with the dataset); aesthetix draws a new order for every epoch.
+  """
+  return {split: keras_dataset(*data[split], batch_size, train_split=split == 'train',
+                               seed=config.seed)
+          for split in ('train', 'validation', 'test')}
+
+
+def keras_stage(model, stage, datasets, timer):
   """Compiles, fits `stage.epochs` epochs with validation; the test predictions."""
   model.compile(optimizer=keras_reference.keras_adam(stage), loss='mse')
-  batch = stage.batch_size
-  model.fit(keras_dataset(*data['train'], batch, train_split=True, seed=config.seed),
-            validation_data=keras_dataset(*data['validation'], batch, train_split=False,
-                                          seed=config.seed),
+  model.fit(datasets['train'], validation_data=datasets['validation'],
             epochs=stage.epochs, shuffle=False,  # The dataset shuffles itself.
             verbose=0, callbacks=[timer])
-  return model.predict(keras_dataset(*data['test'], batch, train_split=False,
-                                      seed=config.seed), verbose=0)
+  return model.predict(datasets['test'], verbose=0)
 
 
 def keras_schedule(config, data):
@@ -306,6 +316,8 @@ def keras_schedule(config, data):
   convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
   for layer in convs:
     layer.trainable = False
+  # bench_config gives both stages (and evaluation) one batch size.
+  datasets = keras_datasets(config, data, config.stage1.batch_size)
   seconds, timers, predictions = {}, {}, {}
   for name in train.STAGES:
     stage = config[name]
@@ -313,7 +325,7 @@ def keras_schedule(config, data):
       layer.trainable = layer.trainable or layer.name in stage.trainable_layers
     timers[name] = EpochTrainTimer()
     stage_start = time.perf_counter()
-    predictions[name] = keras_stage(model, config, stage, data, timers[name])
+    predictions[name] = keras_stage(model, stage, datasets, timers[name])
     seconds[name] = time.perf_counter() - stage_start
   seconds['whole'] = time.perf_counter() - start
   return model, seconds, timers, predictions

@@ -105,3 +105,20 @@ def test_seed_sweep_pairs_both_sides_by_seed(tmp_path):
   [mean] = [l for l in lines if l.startswith('| mean | | | |')]
   assert all(float(v) > 0 for v in mean.strip('|').split('|')[-1].split(' / '))
   assert lines[-1].startswith('Machine: ')
+
+
+def test_keras_stages_share_one_shuffling_pipeline():
+  """Stage 2 iterates the schedule's training pipeline again: new orders, not
+  stage 1's replayed (a pipeline rebuilt from the seed replays them)."""
+  config = bench.bench_config(SETTINGS)
+  images = np.arange(32, dtype=np.uint8).reshape(32, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
+  targets = np.arange(32, dtype=np.float32)[:, None]
+  data = {split: (images, targets) for split in ('train', 'validation', 'test')}
+  order = lambda ds: np.concatenate([y[:, 0] for _, y in ds.as_numpy_iterator()])
+  datasets = bench.keras_datasets(config, data, batch_size=8)
+  first, second = order(datasets['train']), order(datasets['train'])
+  assert sorted(first) == sorted(second) == list(range(32))
+  assert list(first) != list(second)
+  rebuilt = bench.keras_datasets(config, data, batch_size=8)['train']
+  assert list(order(rebuilt)) == list(first)  # What reusing the pipeline avoids.
+  assert list(order(datasets['test'])) == list(range(32))  # Evaluation: in order.
