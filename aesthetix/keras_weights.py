@@ -7,7 +7,8 @@ Reads both layouts a user may hold:
   inside a `model_weights` group of a whole-model `.h5`;
 - Keras 3's `model.save_weights('x.weights.h5')` layout
   (`layers/<auto name>/vars/{0,1}`, the layer name in the `vars` group's
-  `name` attribute, nested for sub-models).
+  `name` attribute, nested for sub-models; a compiled model's optimizer
+  state beside it is left out).
 
 Converted params are written as one msgpack file (`flax.serialization`) holding
 {layer name: {'kernel', 'bias'}}; Keras and Flax share the HWIO conv and
@@ -28,6 +29,7 @@ VGG16_NOTOP_FILE = 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5'
 VGG16_NOTOP_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/'
                    'vgg16/' + VGG16_NOTOP_FILE)
 VARIABLE_NAMES = ('kernel', 'bias')
+KERAS3_LAYERS = 'layers'  # The model's group in a Keras 3 .weights.h5.
 
 
 class WeightsError(ValueError):
@@ -49,7 +51,12 @@ def _legacy_layers(group):
 
 
 def _keras3_layers(root):
-  """{layer: [arrays]} from Keras 3 `vars` groups anywhere below `root`."""
+  """{layer: [arrays]} from Keras 3 `vars` groups anywhere below `root`.
+
+  A compiled model's file also holds its optimizer's state (`optimizer/vars`,
+  named after the optimizer) beside `layers`: only `layers` is read.
+  """
+  root = root[KERAS3_LAYERS] if KERAS3_LAYERS in root else root
   layers = {}
 
   def visit(path, obj):

@@ -105,3 +105,20 @@ def test_cli_convert_reports_error_and_exit_code(tmp_path):
   assert result.returncode == 2
   assert 'missing.h5' in result.stderr
   assert not out.exists()
+
+
+def test_trained_keras_model_file_reads_layers_not_optimizer_state(tmp_path):
+  """A compiled model's save_weights holds its Adam state beside the layers."""
+  model = keras_reference.keras_multitask(IMAGE_SIZE, groups=(1, 11))
+  model.compile(optimizer='adam', loss='mse')
+  images = keras_reference.random_images(np.random.default_rng(0), 2, IMAGE_SIZE)
+  model.fit(keras_reference.keras_preprocess(images), np.full((2, 12), 0.5, np.float32),
+            epochs=1, verbose=0)
+  path = tmp_path / 'trained.weights.h5'
+  model.save_weights(path)
+  layers = keras_weights.read_layers(path)
+  expected = {l.name: l.get_weights() for l in model.layers if l.get_weights()}
+  assert set(layers) == set(expected)  # No 'adam'.
+  for name, (kernel, bias) in expected.items():
+    np.testing.assert_array_equal(layers[name]['kernel'], kernel)
+    np.testing.assert_array_equal(layers[name]['bias'], bias)
