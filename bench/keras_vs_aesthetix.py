@@ -83,6 +83,8 @@ CACHED_PASSES_PER_IMAGE = 2
 WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
 # Keras' initial weights for the run's seed, which both sides start from.
 INITIAL_WEIGHTS_FILE = 'initial.weights.h5'
+# Keras' weights after its stage 1: aesthetix's stage 2 start with --same_stage2_start.
+STAGE1_WEIGHTS_FILE = 'keras_stage1.weights.h5'
 SIDES = (('keras', 'Keras', 'Keras'), ('aesthetix', 'aesthetix', 'aesthetix'))
 
 
@@ -305,10 +307,11 @@ def keras_stage(model, stage, datasets, timer):
   return model.predict(datasets['test'], verbose=0)
 
 
-def keras_schedule(config, data):
+def keras_schedule(config, data, stage1_weights=None):
   """The paper's two stages in Keras from `config.model.backbone_weights`
   (shared_initial_weights); (model, {stage or 'whole': seconds}, timers,
-  {stage: test predictions})."""
+  {stage: test predictions}). Saves the weights after stage 1 to
+  `stage1_weights` when given (inside the whole schedule's time)."""
   keras.utils.set_random_seed(config.seed)
   start = time.perf_counter()
   model = keras_model(config)
@@ -327,6 +330,8 @@ def keras_schedule(config, data):
     stage_start = time.perf_counter()
     predictions[name] = keras_stage(model, stage, datasets, timers[name])
     seconds[name] = time.perf_counter() - stage_start
+    if name == train.STAGES[0] and stage1_weights:
+      model.save_weights(stage1_weights)
   seconds['whole'] = time.perf_counter() - start
   return model, seconds, timers, predictions
 
@@ -526,16 +531,31 @@ def load_data(settings, config):
   return data
 
 
-def run_schedules(config, data, run_dir):
+def stage2_only(config, weights):
+  """`config` that starts from `weights` (a Keras .weights.h5 with the head) and
+  skips stage 1's training: its 'stage1' test rho is that of `weights`."""
+  config = config.copy_and_resolve_references()
+  config.model.backbone_weights = weights
+  config.stage1.epochs = 0
+  return config
+
+
+def run_schedules(config, data, run_dir, same_stage2_start=False):
   """Both sides' schedules from the same initial weights, Keras first.
 
+  same_stage2_start: aesthetix trains stage 2 alone, from Keras' weights after
+  stage 1, so that the two stage 2s start alike (stage 1 ends far apart
+  between runs: its test rho has an sd of 0.2 over seeds on the default data).
   Returns (config as aesthetix ran it, {side: {'seconds', 'rhos', ...}}), with
   Keras' model and epoch timers and aesthetix's metrics records.
   """
   config = shared_initial_weights(config, os.path.join(run_dir, INITIAL_WEIGHTS_FILE))
-  model, seconds, timers, predictions = keras_schedule(config, data)
+  stage1_weights = os.path.join(run_dir, STAGE1_WEIGHTS_FILE) if same_stage2_start else None
+  model, seconds, timers, predictions = keras_schedule(config, data, stage1_weights)
   keras_side = dict(seconds=seconds, timers=timers, model=model,
                     rhos=keras_rhos(config, predictions, data['test'][1]))
+  if same_stage2_start:
+    config = stage2_only(config, stage1_weights)
   seconds, records, rhos = aesthetix_schedule(config, run_dir)
   return config, dict(keras=keras_side,
                       aesthetix=dict(seconds=seconds, records=records, rhos=rhos))
@@ -648,27 +668,30 @@ def rho_table(rhos, num_test):
   return '\n'.join(lines)
 
 
-def run_seeds(settings, seeds):
+def run_seeds(settings, seeds, same_stage2_start=False):
   """Both schedules once per seed (no throughput runs); returns the Markdown:
-  test rho paired by seed, then each seed's wall times and speed-ups."""
+  test rho paired by seed, then each seed's wall times and speed-ups (not
+  with `same_stage2_start`, see `run_schedules`: aesthetix then skips stage 1)."""
   settings = prepare_dirs(settings)
   data = load_data(settings, bench_config(settings))
   rhos, whole, times, model = {}, {}, {}, None
   for seed in seeds:
     run_dir = tempfile.mkdtemp(prefix=f'seed{seed}_', dir=settings.workdir)
     config, sides = run_schedules(bench_config(dataclasses.replace(settings, seed=seed)),
-                                  data, run_dir)
+                                  data, run_dir, same_stage2_start)
     for side, _, _ in SIDES:
       rhos[(seed, side)] = sides[side]['rhos']
       whole[(seed, side)] = sides[side]['seconds']['whole']
     times[seed] = dict(keras=sides['keras']['seconds'], aesthetix=sides['aesthetix']['seconds'],
                        outside=sum(t.outside_steps() for t in sides['keras']['timers'].values()))
     model = sides['keras']['model']
+  start = ("both stage 2s from Keras' weights after its stage 1 (aesthetix trains stage 2 "
+           'alone)' if same_stage2_start else 'from the same initial weights')
   title = (f'Test Spearman rho on {config.dataset.name} ({settings.num_eval_images} test '
-           'images), Keras 3 vs aesthetix from the same initial weights, paired by seed.')
+           f'images), Keras 3 vs aesthetix {start}, paired by seed.')
+  speed = [] if same_stage2_start else [seed_speed_table(seeds, times), '']
   return '\n'.join([
-      paired.markdown_table(title, SIDES, seeds, rhos, whole), '',
-      seed_speed_table(seeds, times), '',
+      paired.markdown_table(title, SIDES, seeds, rhos, whole), '', *speed,
       f'{run_line(settings, config.model.dtype)}.',
       f'Machine: {machine_line(keras_device_name(settings), model.jit_compile)}.'])
 
@@ -720,6 +743,9 @@ def define_flags():
   flags.DEFINE_integer('seed', d.seed, 'config.seed of the run.')
   flags.DEFINE_list('seeds', [], 'Run only the two schedules, once per seed, and compare '
                     "both sides' test rho paired by seed (and their times).")
+  flags.DEFINE_bool('same_stage2_start', False, "With --seeds: aesthetix's stage 2 starts "
+                    "from Keras' weights after its stage 1 (aesthetix skips stage 1's "
+                    'training), to compare the two stage 2s alone.')
   flags.DEFINE_bool('bf16', d.bf16, "aesthetix with config.model.dtype='bfloat16'.")
   flags.DEFINE_bool('keras_gpu', d.keras_gpu, 'Let Keras (TensorFlow) use GPUs.')
   flags.DEFINE_integer('timed_steps', d.timed_steps, 'Batches per throughput measurement.')
@@ -758,7 +784,7 @@ def main(argv):
   with tempfile.TemporaryDirectory(prefix='keras_vs_aesthetix_') as scratch:
     settings = dataclasses.replace(settings, workdir=settings.workdir or scratch)
     if f.seeds:
-      table = run_seeds(settings, [int(seed) for seed in f.seeds])
+      table = run_seeds(settings, [int(seed) for seed in f.seeds], f.same_stage2_start)
     else:
       table = run_benchmark(settings)['table']
   print(table)

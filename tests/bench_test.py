@@ -122,3 +122,23 @@ def test_keras_stages_share_one_shuffling_pipeline():
   rebuilt = bench.keras_datasets(config, data, batch_size=8)['train']
   assert list(order(rebuilt)) == list(first)  # What reusing the pipeline avoids.
   assert list(order(datasets['test'])) == list(range(32))  # Evaluation: in order.
+
+
+def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path):
+  """With same_stage2_start, aesthetix trains no stage 1: its stage 1 test rho is
+  Keras' after stage 1, from the very weights Keras saved."""
+  settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), stage1_epochs=1,
+                                 stage2_epochs=1)
+  settings = bench.prepare_dirs(settings)
+  data = bench.load_data(settings, bench.bench_config(settings))
+  run_dir = tmp_path / 'run'
+  run_dir.mkdir()
+  config, sides = bench.run_schedules(bench.bench_config(settings), data, str(run_dir),
+                                      same_stage2_start=True)
+  assert config.stage1.epochs == 0
+  assert config.model.backbone_weights == str(run_dir / bench.STAGE1_WEIGHTS_FILE)
+  keras_rho, ours = sides['keras']['rhos']['stage1'], sides['aesthetix']['rhos']['stage1']
+  assert ours == pytest.approx(keras_rho, abs=1e-6)
+  records = bench.read_jsonl(str(run_dir / 'metrics.jsonl'))
+  assert [r['epoch'] for r in records if 'epoch' in r] == [1]  # Stage 2's epoch alone.
+  assert all(-1 <= r <= 1 for r in sides['aesthetix']['rhos']['stage2'])
