@@ -124,9 +124,16 @@ def test_keras_stages_share_one_shuffling_pipeline():
   assert list(order(datasets['test'])) == list(range(32))  # Evaluation: in order.
 
 
-def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path):
+def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path, monkeypatch):
   """With same_stage2_start, aesthetix trains no stage 1: its stage 1 test rho is
   Keras' after stage 1, from the very weights Keras saved."""
+  built, keras_datasets = [], bench.keras_datasets
+
+  def counted(*args, **kwargs):
+    built.append(args)
+    return keras_datasets(*args, **kwargs)
+
+  monkeypatch.setattr(bench, 'keras_datasets', counted)
   settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), stage1_epochs=1,
                                  stage2_epochs=1)
   settings = bench.prepare_dirs(settings)
@@ -142,3 +149,4 @@ def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path):
   records = bench.read_jsonl(str(run_dir / 'metrics.jsonl'))
   assert [r['epoch'] for r in records if 'epoch' in r] == [1]  # Stage 2's epoch alone.
   assert all(-1 <= r <= 1 for r in sides['aesthetix']['rhos']['stage2'])
+  assert len(built) == 1  # Keras' two stages ran on one set of pipelines.

@@ -146,13 +146,14 @@ def test_loss_gradients_match_keras(tmp_path):
     return jax.numpy.mean(train.squared_error(pred, targets))
   ours, grads = jax.value_and_grad(loss)(params)
   assert float(ours) == pytest.approx(float(keras_loss), rel=1e-5)
-  layers = config.stage2.trainable_layers + ('fc1', 'fc2', 'output')
+  head = grads[model_lib.HEAD]
+  layers = config.stage2.trainable_layers + tuple(head)
   checked = 0
   for name, g in keras_grads.items():
     layer, var = name.split('/')[-2:]
     if layer not in layers:
       continue
-    group = grads['head'] if layer in ('fc1', 'fc2', 'output') else grads['vgg16']
+    group = head if layer in head else grads[model_lib.BACKBONE]
     g = g.numpy()
     np.testing.assert_allclose(group[layer][var], g, rtol=1e-3, atol=1e-4 * np.abs(g).max())
     checked += 1
