@@ -10,12 +10,16 @@
 """
 
 import logging as std_logging
+import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from aesthetix import errors
 
 MODES = ('train', 'evaluate', 'audit', 'convert_weights', 'predict', 'gradcam',
          'report')
@@ -43,6 +47,22 @@ _LAYER = flags.DEFINE_string(
     '(default: block5_conv3, the last convolutional layer).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'evaluate: TFDS data_dir of the test data.')
 _MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'evaluate: manual dir of the test data.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'Multi-process runs: HOST:PORT of process 0 (the '
+    'same for every process). Without the three flags, a cluster that JAX detects '
+    '(SLURM, Open MPI, Cloud TPU) starts one; otherwise the run is single-process.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Multi-process runs: how many processes in all.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'Multi-process runs: this process, 0 .. num_processes-1.')
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    'init_timeout', 300, 'Multi-process runs: seconds to wait for every process to join.')
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    'heartbeat_timeout', 30, 'Multi-process runs: seconds without a heartbeat after '
+    'which a process counts as dead and the others stop.')
+
+# Processes of this run; more than one once `start_devices` joined them.
+_PROCESSES = [1]
 
 
 def _require(value, flag):
@@ -72,12 +92,25 @@ def convert_weights():
   return 0
 
 
+def start_devices():
+  """Starts the processes of a multi-process run, if asked for; before any JAX work."""
+  from aesthetix import parallel  # pylint: disable=g-import-not-at-top
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                      timeout_s=_INIT_TIMEOUT.value,
+                      heartbeat_timeout_s=_HEARTBEAT_TIMEOUT.value)
+  _PROCESSES[0] = parallel.process_count()
+  return parallel
+
+
 def evaluate():
   from aesthetix import report  # pylint: disable=g-import-not-at-top
   from aesthetix import train  # pylint: disable=g-import-not-at-top
-  result, path = train.evaluate_workdir(_require(_WORKDIR.value, 'workdir'),
-                                        _EVAL_DATASET.value, _DATA_DIR.value,
+  workdir = _require(_WORKDIR.value, 'workdir')
+  parallel = start_devices()
+  result, path = train.evaluate_workdir(workdir, _EVAL_DATASET.value, _DATA_DIR.value,
                                         _MANUAL_DIR.value)
+  if not parallel.is_main_process():
+    return 0
   print(f"Trained on {result['trained_on']}, tested on {result['evaluated_on']} "
         f"({result['split']} split):\n")
   print(report.metrics_table(result['metrics']))
@@ -88,8 +121,11 @@ def evaluate():
 def predict():
   from aesthetix import predict as predict_lib  # pylint: disable=g-import-not-at-top
   output = _OUTPUT.value or '-'
-  summary = predict_lib.predict_workdir(_require(_WORKDIR.value, 'workdir'),
-                                        _require(_IMAGES.value, 'images'), output)
+  workdir, images = _require(_WORKDIR.value, 'workdir'), _require(_IMAGES.value, 'images')
+  parallel = start_devices()
+  summary = predict_lib.predict_workdir(workdir, images, output)
+  if not parallel.is_main_process():
+    return 0
   print(f"Scored {summary['scored']} image(s) in {summary['seconds']:.1f} s "
         f"({summary['images_per_second']:.1f} images/s, compilation included); "
         f"{summary['failed']} file(s) could not be read"
@@ -99,12 +135,16 @@ def predict():
 
 def gradcam():
   from aesthetix import gradcam as gradcam_lib  # pylint: disable=g-import-not-at-top
-  written, failed = gradcam_lib.gradcam_workdir(
-      _require(_WORKDIR.value, 'workdir'), _require(_IMAGES.value, 'images'),
-      _require(_OUTPUT.value, 'output'), _TARGET.value, _LAYER.value)
-  for path, reason in failed.items():
+  workdir, images = _require(_WORKDIR.value, 'workdir'), _require(_IMAGES.value, 'images')
+  output = _require(_OUTPUT.value, 'output')
+  parallel = start_devices()
+  written, failed = gradcam_lib.gradcam_workdir(workdir, images, output, _TARGET.value,
+                                                _LAYER.value)
+  for path, reason in failed.items():  # Each process names the files it could not read.
     print(f'skipped {path}: {reason}', file=sys.stderr)
-  print(f'Wrote {len(written)} Grad-CAM figure(s) to {_OUTPUT.value}.')
+  written = int(parallel.gather_processes(len(written)).sum())
+  if parallel.is_main_process():
+    print(f'Wrote {written} Grad-CAM figure(s) to {output}.')
   return 0
 
 
@@ -123,16 +163,28 @@ def report():
 
 # Errors that describe the user's input (a missing file, a malformed label
 # line, a foreign workdir, a diverged loss): a message, not a traceback.
-USER_ERRORS = (FileNotFoundError, ValueError, FloatingPointError)
+USER_ERRORS = (errors.UserError, FileNotFoundError, ValueError, FloatingPointError)
 
 
 def main(argv):
   try:
-    return dispatch(argv)
+    code = dispatch(argv)
   except USER_ERRORS as e:
     logging.debug('Traceback:', exc_info=True)
     print(f'error: {e}\n(--verbosity=1 shows the traceback)', file=sys.stderr)
-    return 2
+    code = 2
+  except Exception:  # pylint: disable=broad-except
+    if _PROCESSES[0] == 1:
+      raise
+    traceback.print_exc()
+    code = 1
+  if code and _PROCESSES[0] > 1:
+    # A failed multi-process run cannot shut down cleanly: JAX's exit handlers
+    # would wait for peers that may be dead. Leave now; checkpoints on disk are whole.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  return code
 
 
 def dispatch(argv):
@@ -150,8 +202,10 @@ def dispatch(argv):
     raise app.UsageError(f'--mode={mode} needs --config (e.g. configs/aadb.py).')
   if mode == 'audit':
     return audit(config)
+  workdir = _require(_WORKDIR.value, 'workdir')
+  start_devices()
   from aesthetix import train  # pylint: disable=g-import-not-at-top
-  return train.train_and_evaluate(config, _require(_WORKDIR.value, 'workdir'))
+  return train.train_and_evaluate(config, workdir)
 
 
 def _quiet_library_logs():

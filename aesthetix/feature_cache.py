@@ -15,14 +15,18 @@ per evaluation image) instead of once per epoch. Two caches, one pass:
 
 Examples keep the same flips, order and dropout as on images, so training on
 a cache gives the same parameters up to float rounding (tests check it).
-A cache file holds one process's shard of one split; its name carries a digest
-of everything it depends on (data, preprocessing, the weights of the layers
-that produce it, dtype, shard), so a changed input never reads a stale file.
+A cache is one file per process part of a split (process i of n computes the
+examples it evaluates, `input_pipeline.process_part`, and every process reads
+all parts, which needs a filesystem all processes share); its name carries a
+digest of everything it depends on (data, preprocessing, the weights of the
+layers that produce it, dtype), so a changed input never reads a stale file.
 """
 
 import hashlib
 import json
 import os
+import re
+import socket
 import time
 
 from absl import logging
@@ -77,14 +81,13 @@ def cache_key(config, split, kind, views, digest, layer=None):
       max_train_examples=d.max_train_examples if split == d.train_split else 0,
       drop_val_test_overlap=bool(d.drop_val_test_overlap) and split == d.val_split,
       examples=input_pipeline.num_examples(config, split), views=views,
-      dtype=config.model.dtype, weights=digest,
-      process=(jax.process_index(), jax.process_count()))
+      dtype=config.model.dtype, weights=digest)
   blob = json.dumps(parts, sort_keys=True, default=str).encode()
   return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def make_pass_step(model, layer, kinds):
-  """pmapped (params, batch) -> {kind: [devices, b, ...]} for `kinds`, one view.
+  """Per-device (params, batch) -> {kind: [b, ...]} for `kinds`, one view.
 
   With a prefix `layer`, the features continue from its output, so one pass
   yields both. Every split and view runs this one program: the mirror image
@@ -100,7 +103,8 @@ def make_pass_step(model, layer, kinds):
       out[FEATURES] = model.apply({'params': params}, a, start_after=layer,
                                   method=model.features_from)
     return {kind: x.astype(jnp.float32) for kind, x in out.items()}
-  return parallel.pmap(step)
+  return parallel.per_device(step, in_specs=(parallel.REPLICATED, parallel.SHARDED),
+                             out_specs=parallel.SHARDED)
 
 
 def view_batches(batches, views):
@@ -111,30 +115,101 @@ def view_batches(batches, views):
       yield dict(batch, image=np.ascontiguousarray(batch['image'][:, :, ::-1]))
 
 
+class Rows:
+  """A split's cache as one array [examples, views, ...], read from its part files.
+
+  Each process computes the part of the split it evaluates (its contiguous
+  range); training reads rows of every part. Indexing with (rows, views)
+  integer arrays returns a new array, reading only those rows.
+  """
+
+  def __init__(self, parts, starts):
+    self.parts, self.starts = parts, np.asarray(starts)
+    self.shape = (int(self.starts[-1]) + len(parts[-1]),) + parts[0].shape[1:]
+
+  def __len__(self):
+    return self.shape[0]
+
+  def __getitem__(self, key):
+    if len(self.parts) == 1:
+      return self.parts[0][key]
+    rows, views = (np.asarray(k) for k in key)
+    out = np.empty((len(rows),) + self.shape[2:], self.parts[0].dtype)
+    which = np.searchsorted(self.starts, rows, side='right') - 1
+    for p in np.unique(which):
+      sel = which == p
+      out[sel] = self.parts[p][rows[sel] - self.starts[p], views[sel]]
+    return out
+
+
+def part_path(cache_dir, split, kind, key, index, count):
+  """The file of part `index` of `count` (one per process) of a cache."""
+  return os.path.join(cache_dir, f'{split}-{kind}-{key}-{index}of{count}.npy')
+
+
+# A temporary cache file: the final name, the writer's host and process id.
+_TMP_PATTERN = re.compile(r'\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)\.npy$')
+
+
+def tmp_path(path):
+  return f'{path}.tmp-{socket.gethostname()}-{os.getpid()}.npy'
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Someone else's live process.
+    return True
+  return True
+
+
+def remove_stale_temporaries(cache_dir):
+  """Deletes the temporary files of cache passes whose process is gone.
+
+  A pass killed midway leaves its temporary file (25 GiB for AADB's prefix);
+  only files of this host are judged (a pid means nothing on another host),
+  and a live process's file is left alone (ablations may share the folder).
+  Returns the paths removed.
+  """
+  removed = []
+  if not os.path.isdir(cache_dir):
+    return removed
+  host = socket.gethostname()
+  for name in sorted(os.listdir(cache_dir)):
+    match = _TMP_PATTERN.search(name)
+    if not match or (match['host'] or host) != host or _alive(int(match['pid'])):
+      continue
+    path = os.path.join(cache_dir, name)
+    try:
+      os.remove(path)
+    except FileNotFoundError:  # Another process of this host removed it first.
+      continue
+    logging.warning('Removed %s, left by a cache pass that did not finish.', path)
+    removed.append(path)
+  return removed
+
+
 def compute(config, model, params, split, views, layer, paths):
-  """Fills the .npy files `paths` {kind: path} for `split` in one backbone pass."""
+  """Fills this process's part files `paths` {kind: path} for `split` in one backbone pass."""
   step = make_pass_step(model, layer, tuple(paths))
-  n = input_pipeline.shard_size(config, split)
+  start, end = input_pipeline.process_part(config, split)
   size = config.dataset.image_size
   shapes = {FEATURES: (vgg16.OUTPUT_FEATURES,)}
   if layer is not None:
     shapes[PREFIX] = vgg16.layer_output_shape(size, layer)
-  tmp = {kind: f'{path}.tmp-{os.getpid()}.npy' for kind, path in paths.items()}
+  tmp = {kind: tmp_path(path) for kind, path in paths.items()}
   out = {kind: np.lib.format.open_memmap(tmp[kind], mode='w+', dtype=np.float32,
-                                         shape=(n, views) + shapes[kind])
+                                         shape=(end - start, views) + shapes[kind])
          for kind in paths}
-  start = 0
-  batches = input_pipeline.eval_batches(
-      config, split, batch_size=parallel.host_batch_size(config.eval_batch_size))
-  for i, (batch, _) in enumerate(parallel.prefetch(view_batches(batches, views))):
-    view = i % views
+  batches = input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size)
+  for i, (batch, host) in enumerate(parallel.prefetch(view_batches(batches, views))):
     result = step(params, batch)
-    keep = parallel.unshard(batch['mask'])
-    rows = int(keep.sum())
+    keep = host['mask']
+    rows = host['index'][keep] - start
     for kind in paths:
-      out[kind][start:start + rows, view] = parallel.unshard(result[kind])[keep]
-    if view == views - 1:
-      start += rows
+      out[kind][rows, i % views] = parallel.local_rows(result[kind])[keep]
   for kind, path in paths.items():
     out[kind].flush()
     del out[kind]
@@ -142,25 +217,35 @@ def compute(config, model, params, split, views, layer, paths):
 
 
 def load_or_compute(config, cache_dir, model, params, split, views, wanted):
-  """{kind: array} of the `wanted` caches of `split`, computed where absent.
+  """{kind: Rows} of the `wanted` caches of `split`, computed where absent.
 
   params: replicated model params. wanted: {kind: (layer, digest)}, layer
-  being the prefix layer (None for features without a prefix). Prefix arrays
-  are memory-mapped, not read into memory.
+  being the prefix layer (None for features without a prefix). Each process
+  computes its own part; all processes then read every part. Prefix parts are
+  memory-mapped, not read into memory.
   """
-  paths = {}
+  index, count = parallel.process_index(), parallel.process_count()
+  remove_stale_temporaries(cache_dir)
+  parts = {}
   for kind, (layer, digest) in wanted.items():
     key = cache_key(config, split, kind, views, digest, layer)
-    paths[kind] = os.path.join(cache_dir, f'{split}-{kind}-{key}.npy')
-  missing = {kind: path for kind, path in paths.items() if not os.path.exists(path)}
-  if missing:
+    parts[kind] = [part_path(cache_dir, split, kind, key, p, count) for p in range(count)]
+  missing = {kind: paths[index] for kind, paths in parts.items()
+             if not os.path.exists(paths[index])}
+  # The pass is one program over every device: all processes run it, or none.
+  if parallel.gather_processes(np.array(len(missing) > 0)).any():
     start = time.time()
     os.makedirs(cache_dir, exist_ok=True)
     layer = wanted[PREFIX][0] if PREFIX in wanted else wanted[FEATURES][0]
-    compute(config, model, params, split, views, layer, missing)
-    logging.info('Computed %s of %s (%d views) in %.1f s: %s', ', '.join(missing), split,
+    compute(config, model, params, split, views, layer,
+            missing or {kind: paths[index] for kind, paths in parts.items()})
+    logging.info('Computed %s of %s (%d views) in %.1f s: %s', ', '.join(parts), split,
                  views, time.time() - start,
-                 ', '.join(f'{p} ({os.path.getsize(p) / 2**20:.1f} MiB)'
-                           for p in missing.values()))
-  return {kind: np.load(path, mmap_mode='r' if kind == PREFIX else None)
-          for kind, path in paths.items()}
+                 ', '.join(f'{paths[index]} ({os.path.getsize(paths[index]) / 2**20:.1f} MiB)'
+                           for paths in parts.values()))
+  parallel.sync(f'feature_cache {split}')
+  starts = [parallel.split_range(input_pipeline.num_examples(config, split), p, count)[0]
+            for p in range(count)]
+  return {kind: Rows([np.load(path, mmap_mode='r' if kind == PREFIX else None)
+                      for path in paths], starts)
+          for kind, paths in parts.items()}

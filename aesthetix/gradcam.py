@@ -82,9 +82,11 @@ def cam_fn(model, layer, index):
 
 
 def make_cam_step(model, layer, index):
-  """pmapped `cam_fn`: (replicated params, {'image': [devices, b, S, S, 3]}) -> maps, scores."""
+  """Data-parallel `cam_fn`: (replicated params, {'image': [B, S, S, 3]}) -> maps, scores."""
   fn = cam_fn(model, layer, index)
-  return parallel.pmap(lambda params, batch: fn(params, batch['image']))
+  return parallel.per_device(lambda params, batch: fn(params, batch['image']),
+                             in_specs=(parallel.REPLICATED, parallel.SHARDED),
+                             out_specs=parallel.SHARDED)
 
 
 def display_image(pixels, max_size=DISPLAY_SIZE):
@@ -174,25 +176,27 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None):
   destinations = output_paths(paths, out_dir, root)
   step = make_cam_step(model, layer, index)
   replicated = parallel.replicate(params)
-  batch_size = parallel.host_batch_size(config.eval_batch_size)
+  # Each process draws the figures of its part of the files; all run as many steps.
+  batch_size = parallel.process_batch_size(predict.scoring_batch_size(config))
+  begin, end = parallel.process_range(len(paths))
+  first, last = parallel.split_range(len(paths), 0, parallel.process_count())
   size = int(config.dataset.image_size)
   written, failed = [], {}
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-    for start in range(0, len(paths), batch_size):
-      chunk = list(range(start, min(start + batch_size, len(paths))))
+    for start in range(first, last, batch_size):
+      chunk = list(range(begin + start - first, min(begin + start - first + batch_size, end)))
       loaded = [_prepare(x, config) for x in pool.map(lambda i: predict.load(paths[i]), chunk)]
       good = [(i, shown, x) for i, (shown, x) in zip(chunk, loaded) if shown is not None]
       for i, (shown, reason) in zip(chunk, loaded):
         if shown is None:
           failed[paths[i]] = reason
           logging.warning('Skipped %s: %s', paths[i], reason)
-      if not good:
-        continue
       batch = np.zeros((batch_size, size, size, 3), np.uint8)
-      batch[:len(good)] = np.stack([x for _, _, x in good])
-      cams, scores = step(replicated, parallel.shard({'image': batch}))
-      cams = parallel.unshard(cams)
-      scores = targets.from_unit(config.dataset.name, parallel.unshard(scores))
+      if good:
+        batch[:len(good)] = np.stack([x for _, _, x in good])
+      cams, scores = step(replicated, parallel.put_batch({'image': batch}))
+      cams = parallel.local_rows(cams)
+      scores = targets.from_unit(config.dataset.name, parallel.local_rows(scores))
       for row, (i, shown, _) in enumerate(good):
         title = f'{os.path.basename(paths[i])}: {names[index]} {scores[row, index]:.3f}'
         if index:
@@ -200,4 +204,5 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None):
         title += f', Grad-CAM at {layer}'
         write_figure(destinations[i], shown, cams[row], title)
         written.append(destinations[i])
+  parallel.sync('gradcam figures written')
   return written, failed

@@ -1,11 +1,17 @@
 """Batches of images and [0, 1] targets from the TFDS builders in data_builders/.
 
-Each process reads its own part of a split (`tfds.split_for_jax_process`) once
-and keeps the JPEG bytes in memory, so that a fresh shuffle of the whole split
-every epoch costs nothing. Decoding, resizing to `config.dataset.image_size`
-and the horizontal flip run in a parallel tf.data map; batches come out as
-numpy, the per-process batch of `batch_size` examples, with no device
-placement (the parallel module does that).
+Every process reads a split once and keeps the JPEG bytes in memory, so that
+a fresh shuffle of the whole split every epoch costs nothing. Decoding,
+resizing to `config.dataset.image_size` and the horizontal flip run in a
+parallel tf.data map; batches come out as numpy, with no device placement
+(the parallel module does that).
+
+`batch_size` is always the global batch. Training draws one permutation of
+the whole split per epoch, the same on every process, and process i of n
+yields rows [i B/n, (i+1) B/n) of every global batch, so the global batches,
+and with them the updates, are the same for any number of processes.
+Evaluation and the feature caches give each process a contiguous part of
+the split instead (`process_part`), in index order.
 
 Images are stored as distributed (JPEG) and resized here rather than at build
 time: the image size stays a config field (224 for the paper, smaller for the
@@ -16,8 +22,9 @@ filters), the same on every process; `split_ids` lists the ids in that order.
 The flip of an example is a pure function of (seed, epoch, index)
 (`flip_decisions`), so a feature cache can redo exactly the same flips.
 
-Every example appears exactly once per epoch; the last batch is padded to
-`batch_size` with `mask` False. All processes yield the same number of batches.
+Every example appears exactly once per epoch; padding rows (at the end) have
+`mask` False and index -1. All processes yield the same number of batches of
+the same size.
 """
 
 import collections
@@ -32,6 +39,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from aesthetix import errors
+from aesthetix import parallel
 from aesthetix import targets
 
 
@@ -79,7 +88,7 @@ def builder(config):
   if b.is_prepared():
     return b
   if jax.process_count() > 1:
-    raise RuntimeError(
+    raise errors.UserError(
         f'Dataset {d.name} is not built in {b.data_dir}. Build it once before a '
         f'multi-process run: tfds build data_builders/{d.name} '
         f'--data_dir={d.data_dir or "~/tensorflow_datasets"} --manual_dir=DIR')
@@ -116,29 +125,21 @@ def _splitmix64(x):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Shard:
-  """One process's examples of a split, in index order.
+class _Split:
+  """A split's examples in index order; every process reads the whole split.
 
-  ids: str [n]; images: JPEG bytes [n]; targets: float32 [n, K+1], unit scale;
-  index: int32 [n], positions in the split; total: examples in the split (all
-  processes); largest: examples in the largest process shard.
+  ids: str [n]; images: JPEG bytes [n]; targets: float32 [n, K+1], unit scale.
   """
   ids: np.ndarray
   images: np.ndarray
   targets: np.ndarray
-  index: np.ndarray
-  total: int
-  largest: int
-  # (size, method) -> uint8 [n, size, size, 3]: images decoded once, when asked.
+  # (size, method) -> (uint8 [n, size, size, 3], bool [n]): images decoded
+  # once, when first asked for, and which rows are.
   decoded: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
-
-def _bounds(n, process_index, process_count):
-  """[start, end) of a process's part of n examples, as `tfds.even_splits` cuts them."""
-  per, extra = divmod(n, process_count)
-  start = per * process_index + min(process_index, extra)
-  end = per * (process_index + 1) + min(process_index + 1, extra)
-  return start, end
+  @property
+  def total(self):
+    return len(self.ids)
 
 
 def _read(b, split, name):
@@ -166,123 +167,156 @@ def clear_cache():
   _CACHE.clear()
 
 
-def _shard(config, split, process_index=None, process_count=None):
-  """This process's `_Shard` of `split`, after the config's filters (cached)."""
+def _split(config, split):
+  """The `_Split` of `split` after the config's filters (cached)."""
   d = config.dataset
-  process_index = jax.process_index() if process_index is None else process_index
-  process_count = jax.process_count() if process_count is None else process_count
   b = builder(config)
   if split not in b.info.splits:
     raise ValueError(f'{d.name} has no split {split!r}; it has {list(b.info.splits)}.')
   drop = (bool(d.drop_val_test_overlap) and split == d.val_split
           and 'val_test_overlap' in b.info.features)
   max_train = int(d.max_train_examples) if split == d.train_split else 0
-  key = (str(b.data_path), split, drop, max_train, process_index, process_count)
+  key = (str(b.data_path), split, drop, max_train)
   if key in _CACHE:
     _CACHE.move_to_end(key)
     return _CACHE[key]
 
   split_arg = f'{split}[:{max_train}]' if max_train > 0 else split
+  ids, images, values, overlap = _read(b, split_arg, d.name)
   if drop:
-    # The filter depends on the data, so read the whole (small) split and cut here.
-    ids, images, values, overlap = _read(b, split_arg, d.name)
     keep = ~overlap
     ids, images, values = ids[keep], images[keep], values[keep]
     logging.info('%s: left %d val/test overlap images out of %s (%d remain).',
                  d.name, int(overlap.sum()), split, len(ids))
-    total = len(ids)
-    start, end = _bounds(total, process_index, process_count)
-    ids, images, values = ids[start:end], images[start:end], values[start:end]
-  else:
-    total = b.info.splits[split_arg].num_examples
-    start, end = _bounds(total, process_index, process_count)
-    ids, images, values, _ = _read(b, tfds.split_for_jax_process(
-        split_arg, process_index=process_index, process_count=process_count), d.name)
-    assert len(ids) == end - start, (len(ids), start, end)
-  shard = _Shard(ids=ids, images=images, targets=targets.to_unit(d.name, values),
-                 index=np.arange(start, end, dtype=np.int32), total=total,
-                 largest=_bounds(total, 0, process_count)[1])
-  _CACHE[key] = shard
+  data = _Split(ids=ids, images=images, targets=targets.to_unit(d.name, values))
+  _CACHE[key] = data
   while len(_CACHE) > _CACHE_SIZE:
     _CACHE.popitem(last=False)
-  return shard
+  return data
 
 
 def num_examples(config, split):
-  """Examples in `split` over all processes, after drop_val_test_overlap / max_train_examples."""
-  return _shard(config, split).total
-
-
-def shard_size(config, split):
-  """Examples of `split` that this process reads."""
-  return len(_shard(config, split).ids)
-
-
-def num_batches(config, split, batch_size):
-  """Batches per pass over `split` (the same on every process); batch_size is per process."""
-  return math.ceil(_shard(config, split).largest / batch_size)
+  """Examples in `split`, after drop_val_test_overlap / max_train_examples."""
+  return _split(config, split).total
 
 
 def split_ids(config, split):
-  """Ids of the whole `split` (all processes) in index order."""
-  return [str(i) for i in _shard(config, split, 0, 1).ids]
+  """Ids of the whole `split` in index order."""
+  return [str(i) for i in _split(config, split).ids]
 
 
-def epoch_plan(shard_size, shard_index, *, epoch, seed):
-  """(order, flips) of one training epoch: shard positions in visiting order, and
-  whether each visited example is mirrored. Pure: a feature cache replays it."""
-  order = np.random.default_rng([seed, epoch, jax.process_index()]).permutation(shard_size)
-  return order, flip_decisions(seed, epoch, shard_index[order])
+def _process(process):
+  """(index, count) of the process whose rows to make; default: this one."""
+  return (jax.process_index(), jax.process_count()) if process is None else process
 
 
-def train_batches(config, split, *, batch_size, epoch, seed):
-  """One shuffled, flipped epoch of `split`: an iterator of batch dicts (see `_batches`)."""
-  shard = _shard(config, split)
-  order, flips = epoch_plan(len(shard.ids), shard.index, epoch=epoch, seed=seed)
-  return _batches(config, shard, order, flips, batch_size)
+def epoch_plan(total, *, epoch, seed):
+  """(order, flips) of one training epoch over a split of `total` examples:
+  indices in visiting order, and whether each is mirrored. The same on every
+  process; pure, so a feature cache replays it.
+
+  The third seed word was the process index when each process shuffled its own
+  shard; 0 keeps single-process runs bit-identical to those versions.
+  """
+  order = np.random.default_rng([seed, epoch, 0]).permutation(total)
+  return order, flip_decisions(seed, epoch, order)
+
+
+def train_layout(total, order, flips, batch_size, process=None):
+  """(positions, flips) [batches, b] of one process's rows of every global batch.
+
+  Global batch k holds order[k B:(k+1) B] (the last one padded with -1);
+  process i of n takes its rows [i b, (i+1) b), b = B / n.
+  """
+  index, count = _process(process)
+  b = parallel.process_batch_size(batch_size, count)
+  batches = math.ceil(total / batch_size)
+  positions = np.full(batches * batch_size, -1, np.int64)
+  positions[:total] = order
+  mirrored = np.zeros(batches * batch_size, bool)
+  mirrored[:total] = flips
+  rows = slice(index * b, (index + 1) * b)
+  return (positions.reshape(batches, batch_size)[:, rows],
+          mirrored.reshape(batches, batch_size)[:, rows])
+
+
+def eval_layout(total, batch_size, process=None):
+  """Positions [batches, b] of one process's part of a split, in index order.
+
+  Process i of n reads a contiguous part (`parallel.split_range`), b = B / n
+  at a time, padded with -1 to as many batches as the largest part needs.
+  """
+  index, count = _process(process)
+  b = parallel.process_batch_size(batch_size, count)
+  start, end = parallel.split_range(total, index, count)
+  largest = parallel.split_range(total, 0, count)
+  batches = math.ceil((largest[1] - largest[0]) / b)
+  positions = np.full(batches * b, -1, np.int64)
+  positions[:end - start] = np.arange(start, end)
+  return positions.reshape(batches, b)
+
+
+def num_train_batches(config, split, batch_size):
+  """Global batches of `batch_size` per training epoch over `split`."""
+  return math.ceil(num_examples(config, split) / batch_size)
+
+
+def process_part(config, split):
+  """[start, end) of the examples of `split` that this process evaluates or caches."""
+  return parallel.process_range(num_examples(config, split))
+
+
+def train_batches(config, split, *, batch_size, epoch, seed, process=None):
+  """This process's rows of one shuffled, flipped epoch of `split`, global batch
+  `batch_size`: an iterator of batch dicts (see `_batches`)."""
+  data = _split(config, split)
+  order, flips = epoch_plan(data.total, epoch=epoch, seed=seed)
+  positions, flips = train_layout(data.total, order, flips, batch_size, process)
+  return _batches(config, data, positions, flips)
 
 
 def train_feature_batches(config, split, features, *, batch_size, epoch, seed,
-                          key='features'):
+                          key='features', process=None):
   """`train_batches` with precomputed per-view arrays in place of images.
 
-  features: [shard examples, 2, ...] in index order, view 1 computed from the
-  mirrored image. Yields the same examples, flips, order and padding as
-  `train_batches`, with `key` [B, ...] instead of 'image'.
+  features: [split examples, 2, ...] in index order (an array, or rows read
+  from cache files), view 1 computed from the mirrored image. Yields the same
+  examples, flips, order and padding as `train_batches`, with `key` [b, ...]
+  instead of 'image'.
   """
-  shard = _shard(config, split)
-  order, flips = epoch_plan(len(shard.ids), shard.index, epoch=epoch, seed=seed)
-  views = flips.astype(np.int64)
-  return _feature_batches(shard, lambda s: features[order[s], views[s]], order,
-                          batch_size, key)
+  data = _split(config, split)
+  order, flips = epoch_plan(data.total, epoch=epoch, seed=seed)
+  positions, flips = train_layout(data.total, order, flips, batch_size, process)
+  return _feature_batches(data, features, positions, flips, key)
 
 
-def eval_feature_batches(config, split, features, *, batch_size, key='features'):
-  """`eval_batches` with precomputed arrays [shard examples, views, ...] (view 0)."""
-  shard = _shard(config, split)
-  order = np.arange(len(shard.ids))
-  return _feature_batches(shard, lambda s: features[order[s], 0], order, batch_size, key)
+def eval_batches(config, split, *, batch_size, process=None):
+  """This process's part of `split` in index order, not flipped, `batch_size`
+  being the global batch; every process yields the same number of batches."""
+  data = _split(config, split)
+  positions = eval_layout(data.total, batch_size, process)
+  return _batches(config, data, positions, np.zeros(positions.shape, bool))
 
 
-def _feature_batches(shard, rows, order, batch_size, key):
-  """Batches with `key` = rows(slice of `order`), padded like `_batches`.
+def eval_feature_batches(config, split, features, *, batch_size, key='features',
+                         process=None):
+  """`eval_batches` with precomputed arrays [split examples, views, ...] (view 0)."""
+  data = _split(config, split)
+  positions = eval_layout(data.total, batch_size, process)
+  return _feature_batches(data, features, positions, np.zeros(positions.shape, bool), key)
+
+
+def _feature_batches(data, features, positions, views, key):
+  """Batches with `key` = features[position, view], padded like `_batches`.
 
   Rows are read a batch at a time, so memory-mapped caches stay on disk.
   """
-  for start in range(0, math.ceil(shard.largest / batch_size) * batch_size, batch_size):
-    batch_slice = slice(start, start + batch_size)
-    pos = order[batch_slice]
-    batch = _gather(shard, np.zeros((len(pos), 0)), pos)
+  for pos, view in zip(positions, views):
+    real = pos >= 0
+    batch = _gather(data, np.zeros((int(real.sum()), 0)), pos[real])
     del batch['image']
-    batch[key] = np.asarray(rows(batch_slice), np.float32)
-    yield _pad(batch, batch_size)
-
-
-def eval_batches(config, split, *, batch_size):
-  """Every example of `split` once, in index order, not flipped."""
-  shard = _shard(config, split)
-  order = np.arange(len(shard.ids))
-  return _batches(config, shard, order, np.zeros(len(order), bool), batch_size)
+    batch[key] = np.asarray(features[pos[real], view[real].astype(np.int64)], np.float32)
+    yield _pad(batch, len(pos))
 
 
 def resize_image(image, size, method='bilinear'):
@@ -302,71 +336,75 @@ def decode_and_resize(encoded, flip, size, method='bilinear'):
   return tf.where(flip, tf.reverse(image, axis=[1]), image)
 
 
-def _batches(config, shard, order, flips, batch_size):
-  """Batch dicts over `shard` in `order`; padded to the same count on every process.
+def _batches(config, data, positions, flips):
+  """Batch dicts of the examples at `positions` [batches, b] (-1: padding).
 
-  'image' uint8 [B, S, S, 3]; 'target' float32 [B, K+1] in [0, 1]; 'index'
-  int32 [B] (-1 for padding); 'mask' bool [B]; 'id' object [B] of str ('' for
-  padding).
+  'image' uint8 [b, S, S, 3]; 'target' float32 [b, K+1] in [0, 1]; 'index'
+  int32 [b] (-1 for padding); 'mask' bool [b]; 'id' object [b] of str ('' for
+  padding). Padding follows the real rows (the tail of the last batches).
   """
   size = int(config.dataset.image_size)
   method = config.dataset.get('resize_method', 'bilinear')
   if config.dataset.get('cache_decoded', False):
-    yield from _decoded_batches(shard, decoded_images(shard, size, method), order, flips,
-                                batch_size)
+    images = decoded_images(data, size, method, positions)
+    for pos, flip in zip(positions, flips):
+      real = pos >= 0
+      batch = images[pos[real]]
+      batch[flip[real]] = batch[flip[real]][:, :, ::-1]
+      yield _pad(_gather(data, batch, pos[real]), len(pos))
     return
+  real = positions.reshape(-1) >= 0
+  order = positions.reshape(-1)[real]
   ds = tf.data.Dataset.from_tensor_slices({
-      'image': tf.constant(shard.images[order].tolist(), tf.string),
-      'flip': flips,
+      'image': tf.constant(data.images[order].tolist(), tf.string),
+      'flip': flips.reshape(-1)[real],
       'pos': order.astype(np.int32)})
   ds = ds.map(lambda ex: {'image': decode_and_resize(ex['image'], ex['flip'], size, method),
                           'pos': ex['pos']},
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  b = positions.shape[1]
+  ds = ds.batch(b).prefetch(tf.data.AUTOTUNE)
   count = 0
   for batch in ds.as_numpy_iterator():
-    yield _pad(_gather(shard, batch['image'], batch['pos']), batch_size)
+    yield _pad(_gather(data, batch['image'], batch['pos']), b)
     count += 1
-  for _ in range(math.ceil(shard.largest / batch_size) - count):  # Other processes have more.
-    yield _pad(_gather(shard, np.zeros((0, size, size, 3), np.uint8),
-                       np.zeros(0, np.int32)), batch_size)
+  for _ in range(len(positions) - count):  # Other processes have more.
+    yield _pad(_gather(data, np.zeros((0, size, size, 3), np.uint8),
+                       np.zeros(0, np.int32)), b)
 
 
-def decoded_images(shard, size, method):
-  """uint8 [n, size, size, 3]: every image of `shard` decoded and resized once.
+def decoded_images(data, size, method, positions):
+  """uint8 [n, size, size, 3] with at least the rows at `positions` decoded.
 
-  Kept with the shard, so later epochs only gather and mirror rows.
+  Kept with the split, so later epochs only gather and mirror rows; a process
+  decodes the rows it is asked for, not the whole split.
   """
   key = (size, method)
-  if key not in shard.decoded:
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant(shard.images.tolist(), tf.string))
+  if key not in data.decoded:
+    data.decoded[key] = (np.zeros((data.total, size, size, 3), np.uint8),
+                         np.zeros(data.total, bool))
+  images, done = data.decoded[key]
+  todo = np.unique(positions[positions >= 0])
+  todo = todo[~done[todo]]
+  if len(todo):
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(data.images[todo].tolist(), tf.string))
     ds = ds.map(lambda encoded: decode_and_resize(encoded, False, size, method),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    images = np.zeros((len(shard.ids), size, size, 3), np.uint8)
     start = 0
     for batch in ds.batch(256).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-      images[start:start + len(batch)] = batch
+      images[todo[start:start + len(batch)]] = batch
       start += len(batch)
-    shard.decoded[key] = images
-  return shard.decoded[key]
+    done[todo] = True
+  return images
 
 
-def _decoded_batches(shard, images, order, flips, batch_size):
-  """`_batches` from decoded images [n, S, S, 3]: gather, mirror, pad."""
-  for start in range(0, math.ceil(shard.largest / batch_size) * batch_size, batch_size):
-    pos, flip = order[start:start + batch_size], flips[start:start + batch_size]
-    batch = images[pos]
-    batch[flip] = batch[flip][:, :, ::-1]
-    yield _pad(_gather(shard, batch, pos), batch_size)
-
-
-def _gather(shard, images, pos):
-  """The batch of examples at positions `pos` of `shard`, with decoded `images`."""
+def _gather(data, images, pos):
+  """The batch of examples at positions `pos` of the split, with decoded `images`."""
   return {'image': images,
-          'target': shard.targets[pos].astype(np.float32),
-          'index': shard.index[pos],
+          'target': data.targets[pos].astype(np.float32),
+          'index': np.asarray(pos, np.int32),
           'mask': np.ones(len(pos), bool),
-          'id': shard.ids[pos]}
+          'id': data.ids[pos]}
 
 
 def _pad(batch, batch_size):

@@ -153,34 +153,49 @@ def ordered_map(fn, items, workers, ahead):
       yield result
 
 
-def _batches(config, paths, batch_size, errors, bar):
-  """Batches {'image': uint8 [B, S, S, 3], 'id': int [B]} of readable images.
+def _batches(config, paths, positions, batch_size, count, errors, bar):
+  """`count` batches {'image': uint8 [b, S, S, 3], 'id': int [b]} of the
+  readable images at `positions` of `paths`.
 
-  'id' holds positions in `paths` (-1 for padding: the last batch is padded to
-  `batch_size` so that it splits over the devices). Unreadable files are
-  recorded in `errors` {position: reason} instead.
+  'id' holds positions in `paths` (-1 for padding: batches are padded to
+  `batch_size` rows, and empty batches follow, so that every process runs as
+  many steps). Unreadable files are recorded in `errors` {position: reason}.
   """
   size = int(config.dataset.image_size)
   workers = os.cpu_count() or 1
-  loaded = ordered_map(load, paths, workers,
+  loaded = ordered_map(load, [paths[i] for i in positions], workers,
                        max(batch_size, workers * _LOAD_AHEAD_PER_THREAD))
-  images, positions = [], []
-  for position, (pixels, error) in enumerate(loaded):
+  images, kept, done = [], [], 0
+
+  def batch(images, kept):
+    pad = batch_size - len(images)
+    stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    return {'image': np.concatenate([stacked, np.zeros((pad, size, size, 3), np.uint8)]),
+            'id': np.array(kept + [-1] * pad, np.int64)}
+
+  for position, (pixels, error) in zip(positions, loaded):
     bar.update(1)
     if pixels is None:
       errors[position] = error
       continue
     # Resized here, on one thread: TensorFlow's eager ops stay off the pool.
     images.append(model_input(pixels, config))
-    positions.append(position)
+    kept.append(position)
     if len(images) == batch_size:
-      yield {'image': np.stack(images), 'id': np.array(positions)}
-      images, positions = [], []
+      yield batch(images, kept)
+      images, kept, done = [], [], done + 1
   if images:
-    pad = batch_size - len(images)
-    yield {'image': np.concatenate([np.stack(images),
-                                    np.zeros((pad, size, size, 3), np.uint8)]),
-           'id': np.array(positions + [-1] * pad)}
+    yield batch(images, kept)
+    done += 1
+  for _ in range(count - done):
+    yield batch([], [])
+
+
+def scoring_batch_size(config, devices=None):
+  """The config's eval batch rounded up to a multiple of the devices, so that it
+  splits over any device count."""
+  devices = parallel.device_count() if devices is None else devices
+  return -(-int(config.eval_batch_size) // devices) * devices
 
 
 def score_paths(config, model, params, paths, batch_size=None, progress=True):
@@ -188,27 +203,35 @@ def score_paths(config, model, params, paths, batch_size=None, progress=True):
 
   Rows of unreadable files have the reason in 'error' and None scores; rows of
   scored images have error ''. Returns (rows, seconds spent, compilation included).
+  In a multi-process run each process scores its part of `paths`; every
+  process returns all rows.
   """
   names = train.output_names(config)
-  batch_size = parallel.host_batch_size(batch_size or config.eval_batch_size)
+  batch_size = batch_size or scoring_batch_size(config)
+  b = parallel.process_batch_size(batch_size)
+  start, end = parallel.process_range(len(paths))
+  first, last = parallel.split_range(len(paths), 0, parallel.process_count())
+  count = -(-(last - first) // b)
   predict_step = train.make_predict_step(model)
   replicated = parallel.replicate(params)
-  scores, errors = {}, {}
-  start = time.time()
-  with tqdm.tqdm(total=len(paths), unit='image', desc='Scoring',
+  index, scores, errors = [], [], {}
+  began = time.time()
+  with tqdm.tqdm(total=end - start, unit='image', desc='Scoring',
                  disable=not progress) as bar:
-    batches = _batches(config, paths, batch_size, errors, bar)
+    batches = _batches(config, paths, range(start, end), b, count, errors, bar)
     for batch, host in parallel.prefetch(batches):
-      pred = parallel.unshard(predict_step(replicated, batch))
-      keep = host['id'] >= 0
-      pred = targets.from_unit(config.dataset.name, pred[keep, :len(names)])
-      scores.update(zip(host['id'][keep].tolist(), pred.tolist()))
-  seconds = time.time() - start
+      scores.append(parallel.local_rows(predict_step(replicated, batch))[:, :len(names)])
+      index.append(host['id'])
+  index = parallel.gather_processes(np.concatenate(index)).reshape(-1)
+  scores = parallel.gather_processes(np.concatenate(scores)).reshape(-1, len(names))
+  scores = targets.from_unit(config.dataset.name, scores[index >= 0])
+  scores = dict(zip(index[index >= 0].tolist(), scores.tolist()))
+  seconds = time.time() - began
   rows = []
   for position, path in enumerate(paths):
     values = scores.get(position, [None] * len(names))
-    rows.append({PATH_COLUMN: path, **dict(zip(names, values)),
-                 ERROR_COLUMN: errors.get(position, '')})
+    error = '' if position in scores else errors.get(position) or load(path)[1]
+    rows.append({PATH_COLUMN: path, **dict(zip(names, values)), ERROR_COLUMN: error})
   return rows, seconds
 
 
@@ -271,7 +294,9 @@ def predict_workdir(workdir, images, output='-', progress=True):
   paths = find_images(images)
   rows, seconds = score_paths(config, model, params, paths, progress=progress)
   names = train.output_names(config)
-  write_scores(rows, names, output)
+  if parallel.is_main_process():
+    write_scores(rows, names, output)
+  parallel.sync('scores written')
   scored = sum(1 for r in rows if not r[ERROR_COLUMN])
   return dict(rows=rows, outputs=list(names), scored=scored,
               failed=len(rows) - scored, seconds=seconds,

@@ -64,7 +64,7 @@ def model_inputs(model, batch, prefix_layer=None):
 
 
 def make_train_step(model, optimizer, labels, num_devices=None, prefix_layer=None):
-  """pmapped (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
+  """Data-parallel (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
 
   The loss is the mean over the real (mask True) examples of the global batch,
   so a step on any number of devices computes the same update. A batch holds
@@ -92,15 +92,18 @@ def make_train_step(model, optimizer, labels, num_devices=None, prefix_layer=Non
                      opt_state=opt_state, step=state['step'] + 1)
     return new_state, {'loss_sum': parallel.psum(loss) * count, 'count': count}
 
-  return parallel.pmap(step, donate_argnums=(0,), num_devices=num_devices)
+  return parallel.per_device(step, in_specs=(parallel.REPLICATED, parallel.SHARDED),
+                             out_specs=(parallel.REPLICATED, parallel.REPLICATED),
+                             donate_argnums=(0,), num_devices=num_devices)
 
 
 def make_predict_step(model, prefix_layer=None):
-  """pmapped (params, batch) -> predictions [devices, b, n] in [0, 1]."""
+  """Data-parallel (params, batch) -> predictions [B, n] in [0, 1]."""
   def predict(params, batch):
     inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
     return model.apply({'params': params}, inputs, train=False, method=method, **kwargs)
-  return parallel.pmap(predict)
+  return parallel.per_device(predict, in_specs=(parallel.REPLICATED, parallel.SHARDED),
+                             out_specs=parallel.SHARDED)
 
 
 class Source:
@@ -136,18 +139,24 @@ class Source:
 
 
 def predict_split(config, predict_step, params, split, source=None):
-  """(ids, y_true, y_pred) of every example of `split`; targets in unit scale."""
-  ids, true, pred = [], [], []
+  """(ids, y_true, y_pred) of every example of `split`, in index order, on every
+  process; targets in unit scale.
+
+  Each process predicts its part; the parts are gathered as numbers (index,
+  targets, predictions, padding kept so that every process sends the same
+  shapes) and mapped back to ids here.
+  """
+  index, true, pred = [], [], []
   source = source or Source(config)
-  batches = source.eval(split, batch_size=parallel.host_batch_size(config.eval_batch_size))
-  for batch, host in parallel.prefetch(batches):
-    p = parallel.unshard(predict_step(params, batch))
-    keep = parallel.unshard(batch['mask'])
-    ids.append(host['id'][keep])
-    true.append(parallel.unshard(batch['target'])[keep])
-    pred.append(p[keep])
-  gather = lambda xs: parallel.gather_processes(np.concatenate(xs))
-  return gather(ids), gather(true), gather(pred)
+  for batch, host in parallel.prefetch(source.eval(split, batch_size=config.eval_batch_size)):
+    pred.append(parallel.local_rows(predict_step(params, batch)))
+    index.append(np.where(host['mask'], host['index'], -1))
+    true.append(host['target'])
+  rows = parallel.gather_examples(
+      np.concatenate(index), dict(true=np.concatenate(true), pred=np.concatenate(pred)),
+      input_pipeline.num_examples(config, split))
+  ids = np.array(input_pipeline.split_ids(config, split), dtype=object)
+  return ids, rows['true'], rows['pred']
 
 
 def evaluate_split(config, predict_step, params, split, source=None):
@@ -177,9 +186,10 @@ def epoch_offset(config, stage_index):
 
 def train_epoch(config, train_step, state, source, stage_name, stage, global_epoch):
   """One epoch over the training split; returns (state, mean loss, images/s)."""
-  batch_size = parallel.host_batch_size(stage.batch_size)
-  batches = source.train(batch_size=batch_size, epoch=global_epoch)
-  steps = input_pipeline.num_batches(config, config.dataset.train_split, batch_size)
+  parallel.host_batch_size(stage.batch_size)  # A clear error for an uneven batch.
+  batches = source.train(batch_size=stage.batch_size, epoch=global_epoch)
+  steps = input_pipeline.num_train_batches(config, config.dataset.train_split,
+                                           stage.batch_size)
   loss_sum, count, start = 0.0, 0.0, time.time()
   pending = []
   bar = tqdm.tqdm(total=steps, desc=f'{stage_name} epoch {global_epoch + 1}',
@@ -199,8 +209,8 @@ def train_epoch(config, train_step, state, source, stage_name, stage, global_epo
 
 
 def _collect(step_metrics):
-  """Sums loss and example counts of pending steps (one device's copy: all equal)."""
-  fetched = jax.device_get([(m['loss_sum'][0], m['count'][0]) for m in step_metrics])
+  """Sums loss and example counts of pending steps (replicated: the local copy)."""
+  fetched = parallel.unreplicate([(m['loss_sum'], m['count']) for m in step_metrics])
   return float(sum(s for s, _ in fetched)), float(sum(c for _, c in fetched))
 
 
@@ -235,8 +245,8 @@ def load_predictions(workdir, stage_name, split):
 
 def restore_latest(config, mngr, fresh):
   """(stage index, epochs done in it, state) from the latest checkpoint, or the start."""
-  number = mngr.latest_step()
-  if number is None:
+  number = parallel.agree(-1 if mngr.latest_step() is None else mngr.latest_step())
+  if number < 0:
     return 0, 0, None
   meta = checkpoint.restore_meta(mngr, number)
   stage_index = meta['stage_index']
@@ -300,9 +310,13 @@ def stage_source(config, workdir, model, params, host_params, stage_index):
 
 
 def train_and_evaluate(config, workdir):
-  """Runs (or resumes) both stages, then writes results.json and report.md."""
-  parallel.initialize_distributed()
+  """Runs (or resumes) both stages, then writes results.json and report.md.
+
+  In a multi-process run (`parallel.initialize` first) every process calls
+  this; process 0 alone writes the workdir's files, Orbax the checkpoints.
+  """
   checkpoint.claim_workdir(workdir, config)
+  parallel.sync('claim workdir')
   model = model_lib.build_model(config)
   fresh = initial_state(config, model, jax.random.PRNGKey(config.seed))
   mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
@@ -315,11 +329,22 @@ def train_and_evaluate(config, workdir):
 
   try:
     run_stages(config, workdir, model, mngr, state, start_stage, start_epoch)
-  finally:  # A stopped run keeps its last checkpoint whole.
+  except jax.errors.JaxRuntimeError:
+    # In a multi-process run this is most often a peer that died: its part of
+    # a save in flight never comes, and waiting would hang. Finished
+    # checkpoints are whole on disk either way.
+    if parallel.process_count() == 1:
+      checkpoint.finish(mngr)
+    raise
+  except BaseException:  # A stopped run keeps its last checkpoint whole.
     checkpoint.finish(mngr)
+    raise
+  checkpoint.finish(mngr)
 
-  results = report.write(config, workdir)
-  print(report.test_rho_table(results))
+  if parallel.is_main_process():
+    results = report.write(config, workdir)
+    print(report.test_rho_table(results))
+  parallel.sync('report')
   return 0
 
 
@@ -328,7 +353,9 @@ def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
   for stage_index in range(start_stage, len(STAGES)):
     stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
     first_epoch = start_epoch if stage_index == start_stage else 0
-    test_done = load_predictions(workdir, stage_name, config.dataset.test_split) is not None
+    # Process 0 decides: a file another process cannot see yet must not split the run.
+    test_done = parallel.agree(int(load_predictions(
+        workdir, stage_name, config.dataset.test_split) is not None)) == 1
     if first_epoch == stage.epochs and test_done:
       continue
     start = time.time()
@@ -383,6 +410,7 @@ def test_stage(config, workdir, model, params, source, stage_name):
                                      config.dataset.test_split, source)
   save_predictions(workdir, stage_name, config.dataset.test_split, predictions)
   append_jsonl(workdir, dict(stage=stage_name, test=test))
+  parallel.sync(f'{stage_name} test predictions')
   overall = output_names(config)[0]
   logging.info('%s test rho(%s) %.4f', stage_name, overall, test[overall]['spearman'])
 
@@ -426,4 +454,5 @@ def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None,
   if parallel.is_main_process():
     with open(path, 'w') as f:
       json.dump(result, f, indent=2)
+  parallel.sync('evaluation written')
   return result, path

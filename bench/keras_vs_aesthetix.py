@@ -442,17 +442,17 @@ def aesthetix_stage2_step(config, model, state, timed_steps, from_prefix=False):
   layer = feature_cache.prefix_layer(config, ('stage2',)) if from_prefix else None
   step = train.make_train_step(model, optimizer, labels, prefix_layer=layer)
   batch = next(iter(input_pipeline.train_batches(
-      config, config.dataset.train_split, batch_size=parallel.host_batch_size(
-          stage.batch_size), epoch=0, seed=config.seed)))
+      config, config.dataset.train_split, batch_size=stage.batch_size, epoch=0,
+      seed=config.seed)))
   if layer is not None:
     batch[feature_cache.PREFIX] = np.asarray(model.apply(
         {'params': state['params']}, batch.pop('image'), stop_after=layer,
         method=model.backbone_prefix))
-  batch = parallel.shard(batch)
+  batch = parallel.put_batch(batch)
   replicated = parallel.replicate(train.stage_state(state, optimizer))
   step = step.compile(replicated, batch)  # As train compiles it; timed too, not compiled twice.
   # A per-device program: FLOPs of one device's share of the batch.
-  flops_per_image = flops_of(step) / len(batch['mask'][0])
+  flops_per_image = flops_of(step) / (stage.batch_size // parallel.device_count())
   current = [replicated]
 
   def call():  # The state is donated: each step consumes the one before.

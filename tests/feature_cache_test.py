@@ -1,6 +1,8 @@
 """The stage-1 feature cache: what it holds, when it is reused, when rebuilt."""
 
 import os
+import socket
+import subprocess
 
 import jax
 import numpy as np
@@ -99,3 +101,23 @@ def test_feature_batches_replay_the_image_epoch(setup):
   for a, b in zip(images, cached):
     np.testing.assert_array_equal(a['target'], b['target'])
     np.testing.assert_array_equal(a['mask'], b['mask'])
+
+
+def test_temporaries_of_dead_passes_are_removed_and_live_ones_kept(tmp_path):
+  finished = subprocess.Popen(['true'])  # Its pid is free again once it exits.
+  finished.wait()
+  host = socket.gethostname()
+  names = {
+      'dead': f'train-prefix-abc-0of1.npy.tmp-{host}-{finished.pid}.npy',
+      'dead_old_format': f'train-prefix-abc.npy.tmp-{finished.pid}.npy',
+      'alive': f'train-prefix-abc-0of1.npy.tmp-{host}-{os.getpid()}.npy',
+      'other_host': f'train-prefix-abc-0of1.npy.tmp-{host}x-{finished.pid}.npy',
+      'cache': 'train-prefix-abc-0of1.npy',
+  }
+  for name in names.values():
+    (tmp_path / name).write_bytes(b'x')
+  removed = feature_cache.remove_stale_temporaries(str(tmp_path))
+  assert sorted(os.path.basename(p) for p in removed) == sorted(
+      [names['dead'], names['dead_old_format']])
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      [names['alive'], names['other_host'], names['cache']])

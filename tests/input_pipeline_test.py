@@ -51,7 +51,7 @@ def collect(batches):
 
 def test_eval_batches_cover_every_example_once_with_a_padded_last_batch(synthetic_config):
   batches, all_ = collect(input_pipeline.eval_batches(synthetic_config, 'test', batch_size=4))
-  assert len(batches) == 2 == input_pipeline.num_batches(synthetic_config, 'test', 4)
+  assert len(batches) == 2
   for b in batches:
     assert b['image'].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3) and b['image'].dtype == np.uint8
     assert b['target'].shape == (4, 12) and b['target'].dtype == np.float32
@@ -135,25 +135,33 @@ def test_max_train_examples_takes_the_first_by_index(synthetic_config):
   assert input_pipeline.num_examples(config, 'validation') == SIZES['validation']
 
 
-@pytest.mark.parametrize('split', ['train', 'test'])
-def test_processes_read_disjoint_shards_with_equal_batch_counts(synthetic_config, monkeypatch,
-                                                               split):
-  monkeypatch.setattr(jax, 'process_count', lambda: 2)
-  per_process = []
-  for p in range(2):
-    monkeypatch.setattr(jax, 'process_index', lambda p=p: p)
-    if split == 'train':
-      batches = input_pipeline.train_batches(synthetic_config, split, batch_size=2, epoch=0,
-                                             seed=0)
-    else:
-      batches = input_pipeline.eval_batches(synthetic_config, split, batch_size=2)
-    per_process.append(collect(batches))
+@pytest.mark.parametrize('count', [2, 4])
+def test_processes_feed_their_slice_of_every_global_batch(synthetic_config, count):
+  """One global permutation: n processes feed the batches one process would."""
+  kwargs = dict(batch_size=4, epoch=1, seed=5)
+  alone = list(input_pipeline.train_batches(synthetic_config, 'train', **kwargs))
+  parts = [list(input_pipeline.train_batches(synthetic_config, 'train', process=(p, count),
+                                             **kwargs)) for p in range(count)]
+  assert all(len(p) == len(alone) for p in parts)
+  for k, whole in enumerate(alone):
+    for key in whole:
+      np.testing.assert_array_equal(np.concatenate([p[k][key] for p in parts]), whole[key])
+  features = np.arange(SIZES['train'] * 2, dtype=np.float32).reshape(-1, 2, 1)
+  for p in range(count):
+    cached = input_pipeline.train_feature_batches(synthetic_config, 'train', features,
+                                                  process=(p, count), **kwargs)
+    for images, rows in zip(parts[p], cached):
+      np.testing.assert_array_equal(images['index'], rows['index'])
+
+
+def test_processes_evaluate_contiguous_parts_with_equal_batch_counts(synthetic_config):
+  per_process = [collect(input_pipeline.eval_batches(synthetic_config, 'test', batch_size=2,
+                                                     process=(p, 2))) for p in range(2)]
   (b0, a0), (b1, a1) = per_process
-  assert len(b0) == len(b1) == input_pipeline.num_batches(synthetic_config, split, 2)
-  i0, i1 = set(a0['index'][a0['mask']]), set(a1['index'][a1['mask']])
-  assert not i0 & i1 and i0 | i1 == set(range(SIZES[split]))
-  assert input_pipeline.num_examples(synthetic_config, split) == SIZES[split]
-  ids = input_pipeline.split_ids(synthetic_config, split)
+  assert len(b0) == len(b1) == 4  # 7 examples: parts of 4 and 3, one row per batch.
+  assert a0['index'][a0['mask']].tolist() == [0, 1, 2, 3]
+  assert a1['index'][a1['mask']].tolist() == [4, 5, 6] and a1['index'][-1] == -1
+  ids = input_pipeline.split_ids(synthetic_config, 'test')
   for a in (a0, a1):
     assert [ids[i] for i in a['index'][a['mask']]] == a['id'][a['mask']].tolist()
 

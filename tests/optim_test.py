@@ -86,7 +86,7 @@ def count_convolutions(config, stage_name):
   step = train.make_train_step(model, optimizer, labels, num_devices=1)
   replicated = parallel.replicate(train.stage_state(state, optimizer), num_devices=1)
   batch = next(input_pipeline.train_batches(config, 'train', batch_size=2, epoch=0, seed=0))
-  hlo = step.compile(replicated, parallel.shard(batch, num_devices=1)).as_text()
+  hlo = step.compile(replicated, parallel.put_batch(batch, num_devices=1)).as_text()
   return hlo.count(' convolution(')
 
 

@@ -148,9 +148,9 @@ def test_two_devices_match_one_device(data_dir):
     step = train.make_train_step(model, optimizer, labels, num_devices=n)
     s = parallel.replicate(train.stage_state(state, optimizer), num_devices=n)
     for batch in batches:
-      s, m = step(s, parallel.shard(batch, num_devices=n))
+      s, m = step(s, parallel.put_batch(batch, num_devices=n))
     results[n] = parallel.unreplicate(s)['params']
-    assert float(m['count'][0]) == tiny.BATCH_SIZE - 3
+    assert float(parallel.unreplicate(m)['count']) == tiny.BATCH_SIZE - 3
   for a, b in zip(jax.tree_util.tree_leaves(results[1]), jax.tree_util.tree_leaves(results[2])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
