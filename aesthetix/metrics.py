@@ -32,14 +32,20 @@ def _correlation(fn, a, b):
 
 
 def rank_correlation_matrix(values):
-  """Spearman's rho between every pair of columns of [N, n] (Fig. 9/14)."""
+  """Spearman's rho between every pair of columns of [N, n] (Fig. 9/14).
+
+  Pearson's r of the columns' ranks (average ranks for ties), as
+  scipy.stats.spearmanr computes it; rows and columns of a constant column
+  are NaN (undefined), its diagonal included. scipy's own matrix form cannot
+  serve: with a constant column, or two columns, it returns a scalar.
+  """
   values = np.asarray(values, np.float64)
-  if values.shape[1] == 1:
-    return np.ones((1, 1))
-  constant = np.ptp(values, axis=0) == 0
-  matrix = np.atleast_2d(stats.spearmanr(values).statistic)
-  matrix[constant, :] = np.nan
-  matrix[:, constant] = np.nan
+  n = values.shape[1]
+  matrix = np.full((n, n), np.nan)
+  varying = np.flatnonzero(np.ptp(values, axis=0) > 0) if len(values) > 1 else []
+  if len(varying):
+    ranks = stats.rankdata(values[:, varying], axis=0)
+    matrix[np.ix_(varying, varying)] = np.atleast_2d(np.corrcoef(ranks, rowvar=False))
   return matrix
 
 

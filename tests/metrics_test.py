@@ -54,3 +54,23 @@ def test_score_intervals():
   assert [r['inside_prediction_range'] for r in rows] == [0, 1, 0, 0, 0, 1, 0, 0, 0, 0]
   assert summary['prediction_min'] == 0.1 and summary['prediction_max'] == 0.6
   assert np.isclose(summary['share_inside_prediction_range'], 2 / 6)
+
+
+def test_rank_correlation_matrix_with_constant_columns_matches_scipy_elsewhere():
+  rng = np.random.default_rng(2)
+  values = rng.integers(0, 5, size=(200, 12)).astype(float)  # Ties, as scores have.
+  for constant in ([3], [0, 5, 11], list(range(12))):
+    v = values.copy()
+    v[:, constant] = 0.5
+    matrix = metrics.rank_correlation_matrix(v)
+    assert matrix.shape == (12, 12)
+    for i in range(12):
+      for j in range(12):
+        if i in constant or j in constant:
+          assert np.isnan(matrix[i, j])
+        else:
+          assert np.isclose(matrix[i, j], stats.spearmanr(v[:, i], v[:, j])[0])
+  two = metrics.rank_correlation_matrix(values[:, :2])  # scipy gives a scalar here.
+  assert two.shape == (2, 2) and np.isclose(two[0, 1], stats.spearmanr(values[:, 0],
+                                                                        values[:, 1])[0])
+  assert np.isnan(metrics.rank_correlation_matrix(np.full((200, 12), 0.5))).all()
