@@ -154,10 +154,9 @@ def report():
   from aesthetix import report as report_lib  # pylint: disable=g-import-not-at-top
   workdir = _require(_WORKDIR.value, 'workdir')
   config = checkpoint.trained_config(workdir)
-  report_lib.write(config, workdir)
   paths = figures.write_all(config, workdir)
-  path = figures.append_to_report(workdir, paths)
-  print(f'Wrote {path} with {len(paths)} figure(s).')
+  report_lib.write(config, workdir)
+  print(f'Wrote {os.path.join(workdir, "report.md")} with {len(paths)} figure(s).')
   return 0
 
 

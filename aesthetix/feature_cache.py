@@ -22,12 +22,14 @@ digest of everything it depends on (data, preprocessing, the weights of the
 layers that produce it, dtype), so a changed input never reads a stale file.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import socket
 import time
+import zlib
 
 from absl import logging
 import jax
@@ -38,8 +40,9 @@ from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
 from aesthetix import vgg16
+from aesthetix import workdir as workdir_lib
 
-CACHE_DIR = 'feature_cache'
+CACHE_DIR = workdir_lib.CACHE_DIR
 FEATURES = 'features'
 PREFIX = 'prefix'
 TRAIN_VIEWS = 2  # The image and its mirror image.
@@ -148,11 +151,11 @@ def part_path(cache_dir, split, kind, key, index, count):
 
 
 # A temporary cache file: the final name, the writer's host and process id.
-_TMP_PATTERN = re.compile(r'\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)\.npy$')
+_TMP_PATTERN = re.compile(r'\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)(?:\.npy)?$')
 
 
-def tmp_path(path):
-  return f'{path}.tmp-{socket.gethostname()}-{os.getpid()}.npy'
+def tmp_path(path, suffix='.npy'):
+  return f'{path}.tmp-{socket.gethostname()}-{os.getpid()}{suffix}'
 
 
 def _alive(pid):
@@ -191,58 +194,142 @@ def remove_stale_temporaries(cache_dir):
   return removed
 
 
-def compute(config, model, params, split, views, layer, paths):
-  """Fills this process's part files `paths` {kind: path} for `split` in one backbone pass."""
-  step = make_pass_step(model, layer, tuple(paths))
-  start, end = input_pipeline.process_part(config, split)
-  size = config.dataset.image_size
-  shapes = {FEATURES: (vgg16.OUTPUT_FEATURES,)}
+# Bytes read at a time when checksumming a cache file.
+_CHECKSUM_CHUNK = 64 * 2**20
+# (path, size, mtime) of the cache files whose checksum this process verified.
+_VERIFIED = set()
+
+
+def checksum(path):
+  """CRC-32 of a file's bytes (2.1 GiB/s from memory on the development CPU)."""
+  crc = 0
+  with open(path, 'rb') as f:
+    while chunk := f.read(_CHECKSUM_CHUNK):
+      crc = zlib.crc32(chunk, crc)
+  return crc
+
+
+def sidecar_path(path):
+  """The cache file's record of its shape, dtype and checksum."""
+  return f'{path}.json'
+
+
+def _identity(path):
+  stat = os.stat(path)
+  return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def part_shapes(config, views, layer):
+  """{kind: the per-example shape [views, ...]} of the caches of one pass."""
+  shapes = {FEATURES: (views, vgg16.OUTPUT_FEATURES)}
   if layer is not None:
-    shapes[PREFIX] = vgg16.layer_output_shape(size, layer)
-  tmp = {kind: tmp_path(path) for kind, path in paths.items()}
+    shapes[PREFIX] = (views,) + tuple(vgg16.layer_output_shape(config.dataset.image_size,
+                                                               layer))
+  return shapes
+
+
+def check_part(path, shape):
+  """None when the cache file `path` holds float32 `shape` and matches its checksum;
+  else why not. The checksum is verified on the first check in a process."""
+  sidecar = sidecar_path(path)
+  if not os.path.exists(sidecar):
+    return f'it has no checksum file {os.path.basename(sidecar)} (an interrupted write?)'
+  try:
+    with open(sidecar) as f:
+      record = json.load(f)
+    array = np.load(path, mmap_mode='r')
+  except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError.
+    return f'it cannot be read ({type(e).__name__}: {e})'
+  if array.shape != tuple(shape) or array.dtype != np.float32:
+    return f'it holds {array.dtype} {array.shape}, not float32 {tuple(shape)}'
+  del array
+  if record.get('shape') != list(shape) or record.get('bytes') != os.path.getsize(path):
+    return 'its size or shape differs from its checksum file'
+  identity = _identity(path)
+  if identity not in _VERIFIED:
+    if checksum(path) != record.get('crc32'):
+      return 'its contents do not match their checksum (the file was damaged)'
+    _VERIFIED.add(identity)
+  return None
+
+
+def _finish_part(tmp, path):
+  """Records the checksum of a written temporary file, then gives it its name."""
+  record = dict(shape=list(np.load(tmp, mmap_mode='r').shape), dtype='float32',
+                bytes=os.path.getsize(tmp), crc32=checksum(tmp))
+  sidecar_tmp = tmp_path(sidecar_path(path), suffix='')
+  with open(sidecar_tmp, 'w') as f:
+    json.dump(record, f)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(sidecar_tmp, sidecar_path(path))
+  os.replace(tmp, path)
+  _VERIFIED.add(_identity(path))
+
+
+def compute(config, model, params, split, views, layer, kinds, write):
+  """One backbone pass over this process's part of `split`, yielding `kinds`;
+  fills the part files `write` {kind: path} (possibly none: every process of
+  a run takes part in the pass, even one whose files are whole)."""
+  step = make_pass_step(model, layer, tuple(kinds))
+  start, end = input_pipeline.process_part(config, split)
+  shapes = part_shapes(config, views, layer)
+  tmp = {kind: tmp_path(path) for kind, path in write.items()}
   out = {kind: np.lib.format.open_memmap(tmp[kind], mode='w+', dtype=np.float32,
-                                         shape=(end - start, views) + shapes[kind])
-         for kind in paths}
+                                         shape=(end - start,) + shapes[kind])
+         for kind in write}
   batches = input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size)
   for i, (batch, host) in enumerate(parallel.prefetch(view_batches(batches, views))):
     result = step(params, batch)
     keep = host['mask']
     rows = host['index'][keep] - start
-    for kind in paths:
+    for kind in write:
       out[kind][rows, i % views] = parallel.local_rows(result[kind])[keep]
-  for kind, path in paths.items():
+  for kind, path in write.items():
     out[kind].flush()
     del out[kind]
-    os.replace(tmp[kind], path)
+    _finish_part(tmp[kind], path)
 
 
 def load_or_compute(config, cache_dir, model, params, split, views, wanted):
-  """{kind: Rows} of the `wanted` caches of `split`, computed where absent.
+  """{kind: Rows} of the `wanted` caches of `split`, computed where absent or bad.
 
   params: replicated model params. wanted: {kind: (layer, digest)}, layer
   being the prefix layer (None for features without a prefix). Each process
-  computes its own part; all processes then read every part. Prefix parts are
-  memory-mapped, not read into memory.
+  computes and checks its own part; all processes then read every part.
+  Prefix parts are memory-mapped, not read into memory. A part that fails its
+  check (`check_part`) is named, moved to CACHE_DIR/damaged/ and recomputed.
   """
   index, count = parallel.process_index(), parallel.process_count()
   remove_stale_temporaries(cache_dir)
-  parts = {}
-  for kind, (layer, digest) in wanted.items():
-    key = cache_key(config, split, kind, views, digest, layer)
+  layer = wanted[PREFIX][0] if PREFIX in wanted else wanted[FEATURES][0]
+  start, end = input_pipeline.process_part(config, split)
+  shapes = part_shapes(config, views, layer)
+  parts, write = {}, {}
+  for kind, (kind_layer, digest) in wanted.items():
+    key = cache_key(config, split, kind, views, digest, kind_layer)
     parts[kind] = [part_path(cache_dir, split, kind, key, p, count) for p in range(count)]
-  missing = {kind: paths[index] for kind, paths in parts.items()
-             if not os.path.exists(paths[index])}
+    own = parts[kind][index]
+    if not os.path.exists(own):
+      write[kind] = own
+      continue
+    problem = check_part(own, (end - start,) + shapes[kind])
+    if problem:
+      logging.warning('The cache file %s is bad: %s. Computing it again.', own, problem)
+      workdir_lib.move_aside(cache_dir, own, problem)
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(sidecar_path(own))
+      write[kind] = own
   # The pass is one program over every device: all processes run it, or none.
-  if parallel.gather_processes(np.array(len(missing) > 0)).any():
-    start = time.time()
-    os.makedirs(cache_dir, exist_ok=True)
-    layer = wanted[PREFIX][0] if PREFIX in wanted else wanted[FEATURES][0]
-    compute(config, model, params, split, views, layer,
-            missing or {kind: paths[index] for kind, paths in parts.items()})
+  if parallel.gather_processes(np.array(len(write) > 0)).any():
+    began = time.time()
+    with workdir_lib.writing(cache_dir):
+      os.makedirs(cache_dir, exist_ok=True)
+    compute(config, model, params, split, views, layer, tuple(parts), write)
     logging.info('Computed %s of %s (%d views) in %.1f s: %s', ', '.join(parts), split,
-                 views, time.time() - start,
-                 ', '.join(f'{paths[index]} ({os.path.getsize(paths[index]) / 2**20:.1f} MiB)'
-                           for paths in parts.values()))
+                 views, time.time() - began,
+                 ', '.join(f'{p} ({os.path.getsize(p) / 2**20:.1f} MiB)'
+                           for p in write.values()) or 'other processes\' parts')
   parallel.sync(f'feature_cache {split}')
   starts = [parallel.split_range(input_pipeline.num_examples(config, split), p, count)[0]
             for p in range(count)]

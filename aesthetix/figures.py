@@ -21,14 +21,14 @@ from aesthetix import parallel
 from aesthetix import report
 from aesthetix import targets
 from aesthetix import train
+from aesthetix import workdir as workdir_lib
 
-SCATTER_OVERALL = 'scatter_overall.png'
-SCATTER_OUTPUTS = 'scatter_outputs.png'
-BEST = 'best_predictions.png'
-WORST = 'worst_predictions.png'
-RANK_CORRELATIONS = 'rank_correlations.png'
-TRAINING_CURVES = 'training_curves.png'
-FIGURES_HEADING = '## Figures'
+SCATTER_OVERALL = workdir_lib.SCATTER_OVERALL
+SCATTER_OUTPUTS = workdir_lib.SCATTER_OUTPUTS
+BEST = workdir_lib.BEST
+WORST = workdir_lib.WORST
+RANK_CORRELATIONS = workdir_lib.RANK_CORRELATIONS
+TRAINING_CURVES = workdir_lib.TRAINING_CURVES
 
 GRID_IMAGES = 8    # Images in each of the best / worst grids.
 GRID_COLUMNS = 4
@@ -40,14 +40,15 @@ POINT_SIZE = 10
 def final_predictions(workdir, split):
   """(stage, {'ids', 'true', 'pred'}) of the last stage with saved predictions, or (None, None)."""
   for stage in reversed(train.STAGES):
-    predictions = train.load_predictions(workdir, stage, split)
+    predictions = workdir_lib.load_predictions(workdir, stage, split)
     if predictions is not None:
       return stage, predictions
   return None, None
 
 
 def _save(fig, path):
-  fig.savefig(path, dpi=DPI)
+  with workdir_lib.atomic_file(path, 'wb') as f:
+    fig.savefig(f, dpi=DPI, format='png')
   return path
 
 
@@ -211,21 +212,3 @@ def write_all(config, workdir):
   if history:
     paths.append(training_curves(os.path.join(workdir, TRAINING_CURVES), history, names[0]))
   return paths
-
-
-def markdown_section(workdir, paths):
-  """The report's figures section, images linked relative to the workdir."""
-  lines = [FIGURES_HEADING, '']
-  for path in paths:
-    name = os.path.relpath(path, workdir)
-    title = os.path.splitext(os.path.basename(path))[0].replace('_', ' ').capitalize()
-    lines += [f'### {title}', '', f'![{title}]({name})', '']
-  return '\n'.join(lines)
-
-
-def append_to_report(workdir, paths):
-  """Appends the figures section to the workdir's report.md (written by report.write)."""
-  path = os.path.join(workdir, report.REPORT_FILE)
-  with open(path, 'a') as f:
-    f.write('\n' + markdown_section(workdir, paths))
-  return path

@@ -5,32 +5,37 @@ the saved test predictions of each stage), so a report can be rebuilt at any
 time; all numbers are in the dataset's own scale.
 """
 
-import json
 import os
 
 import numpy as np
 
+from aesthetix import checkpoint
 from aesthetix import metrics
 from aesthetix import targets
+from aesthetix import workdir as workdir_lib
 
-RESULTS_FILE = 'results.json'
-REPORT_FILE = 'report.md'
 STAGE_TITLES = {'stage1': 'Training', 'stage2': 'Fine-tuning'}
+FIGURES_HEADING = '## Figures'
+
 
 
 def read_history(workdir):
-  """Validation records per (stage, epoch) and test records per stage, last wins."""
+  """Validation records per (stage, epoch) and test records per stage, last wins.
+
+  A config change that started a stage again (see checkpoint.claim_workdir)
+  drops that stage's earlier records.
+  """
   from aesthetix import train  # pylint: disable=g-import-not-at-top
   validation, test = {}, {}
-  path = os.path.join(workdir, train.METRICS_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        record = json.loads(line)
-        if 'validation' in record:
-          validation[(record['stage'], record['epoch'])] = record
-        elif 'test' in record:
-          test[record['stage']] = record['test']
+  for record in workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE)):
+    if 'config_change' in record:
+      restarted = record['config_change']['restarts']
+      validation = {k: v for k, v in validation.items() if k[0] != restarted}
+      test.pop(restarted, None)
+    elif 'validation' in record:
+      validation[(record['stage'], record['epoch'])] = record
+    elif 'test' in record:
+      test[record['stage']] = record['test']
   history = [validation[k] for k in sorted(validation, key=lambda k: (
       train.STAGES.index(k[0]), k[1]))]
   return history, test
@@ -44,13 +49,16 @@ def build_results(config, workdir, split=None):
   history, _ = read_history(workdir)
   stages = {}
   for stage in train.STAGES:
-    predictions = train.load_predictions(workdir, stage, split)
+    predictions = workdir_lib.load_predictions(workdir, stage, split)
     if predictions is not None:
       stages[stage] = metrics.output_metrics(names, predictions['true'], predictions['pred'])
-  final = train.load_predictions(workdir, train.STAGES[-1], split)
+  final = workdir_lib.load_predictions(workdir, train.STAGES[-1], split)
   results = dict(dataset=config.dataset.name, outputs=names, split=split,
                  stages=stages, history=history,
-                 paper=dict(overall_rho=config.paper.overall_rho or None))
+                 paper=dict(overall_rho=config.paper.overall_rho or None),
+                 config_changes=checkpoint.stored_changes(workdir),
+                 figures=[name for name in workdir_lib.FIGURES
+                          if os.path.exists(os.path.join(workdir, name))])
   if final is not None:
     lo, hi = targets.spec(config.dataset.name).ranges[names[0]]
     rows, summary = metrics.score_intervals(final['true'][:, 0], final['pred'][:, 0], lo, hi)
@@ -64,10 +72,9 @@ def build_results(config, workdir, split=None):
 def write(config, workdir):
   """Writes results.json and report.md to the workdir; returns the results."""
   results = build_results(config, workdir)
-  with open(os.path.join(workdir, RESULTS_FILE), 'w') as f:
-    json.dump(results, f, indent=2, allow_nan=True)
-  with open(os.path.join(workdir, REPORT_FILE), 'w') as f:
-    f.write(markdown(results))
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS_FILE), results, indent=2,
+                         allow_nan=True)
+  workdir_lib.write_text(os.path.join(workdir, workdir_lib.REPORT_FILE), markdown(results))
   return results
 
 
@@ -140,6 +147,26 @@ def _history_table(history, overall):
   return '\n'.join(rows)
 
 
+def _changes_list(changes):
+  rows = []
+  for c in changes:
+    fields = ', '.join(f'`{k}` {old} -> {new}' for k, (old, new) in c['fields'].items())
+    moved = (f"; the checkpoints {', '.join(map(str, c['superseded']))} of the earlier "
+             f"settings are kept in `{c['moved_to']}`" if c.get('moved_to') else '')
+    rows.append(f"- {c['time']}: {fields}. {c['restarts']} started again from checkpoint "
+                f"{c['from_checkpoint']} (the end of stage 1){moved}.")
+  return '\n'.join(rows)
+
+
+def figures_section(names):
+  """Links to the workdir's figures (paths relative to report.md)."""
+  lines = []
+  for name in names:
+    title = os.path.splitext(name)[0].replace('_', ' ').capitalize()
+    lines += [f'### {title}', '', f'![{title}]({name})', '']
+  return '\n'.join(lines).rstrip()
+
+
 def markdown(results):
   """The report: the paper's tables filled with this run's numbers."""
   names = results['outputs']
@@ -159,6 +186,10 @@ def markdown(results):
                 '### Predictions', _matrix_table(names, results['rank_correlation_prediction'])]
   if results['history']:
     parts += ['## Training history', _history_table(results['history'], names[0])]
+  if results.get('config_changes'):
+    parts += ['## Config changes', _changes_list(results['config_changes'])]
+  if results.get('figures'):
+    parts += [FIGURES_HEADING, figures_section(results['figures'])]
   parts.append('The paper reports only the overall rho transcribed in '
                'configs/paper_numbers.py; its per-attribute tables are not transcribed.')
   return '\n\n'.join(parts) + '\n'

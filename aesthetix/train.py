@@ -6,7 +6,6 @@ parameters with block4_conv2 and block4_conv3 unfrozen. MSE over all outputs.
 Checkpoints after every epoch make a stopped run resumable, to the bit.
 """
 
-import json
 import math
 import os
 import time
@@ -27,15 +26,17 @@ from aesthetix import optim
 from aesthetix import parallel
 from aesthetix import report
 from aesthetix import targets
+from aesthetix import workdir as workdir_lib
 
 STAGES = ('stage1', 'stage2')
-METRICS_FILE = 'metrics.jsonl'
-PREDICTIONS_DIR = 'predictions'
-SPLITS_DIR = 'splits'
 
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite."""
+
+
+class CollapsedPredictionsError(FloatingPointError):
+  """The model predicts the same value for every image: the run diverged."""
 
 
 def output_names(config):
@@ -184,15 +185,16 @@ def epoch_offset(config, stage_index):
   return sum(config[s].epochs for s in STAGES[:stage_index])
 
 
-def train_epoch(config, train_step, state, source, stage_name, stage, global_epoch):
-  """One epoch over the training split; returns (state, mean loss, images/s)."""
+def train_epoch(config, train_step, state, source, stage_name, stage, epoch, global_epoch):
+  """Epoch `epoch` (of the stage) over the training split, its order drawn for
+  `global_epoch`; returns (state, mean loss, images/s)."""
   parallel.host_batch_size(stage.batch_size)  # A clear error for an uneven batch.
   batches = source.train(batch_size=stage.batch_size, epoch=global_epoch)
   steps = input_pipeline.num_train_batches(config, config.dataset.train_split,
                                            stage.batch_size)
   loss_sum, count, start = 0.0, 0.0, time.time()
   pending = []
-  bar = tqdm.tqdm(total=steps, desc=f'{stage_name} epoch {global_epoch + 1}',
+  bar = tqdm.tqdm(total=steps, desc=f'{stage_name} epoch {epoch + 1}/{stage.epochs}',
                   disable=not parallel.is_main_process(), leave=False)
   for i, (batch, _) in enumerate(parallel.prefetch(batches)):
     state, m = train_step(state, batch)
@@ -200,7 +202,7 @@ def train_epoch(config, train_step, state, source, stage_name, stage, global_epo
     if (i + 1) % config.log_every_steps == 0 or i + 1 == steps:
       s, c = _collect(pending)
       pending = []
-      _check_finite(s, stage_name, global_epoch, i)
+      _check_finite(s, stage_name, stage, epoch, i)
       loss_sum, count = loss_sum + s, count + c
       bar.set_postfix(loss=f'{loss_sum / max(count, 1):.4f}')
     bar.update(1)
@@ -214,59 +216,111 @@ def _collect(step_metrics):
   return float(sum(s for s, _ in fetched)), float(sum(c for _, c in fetched))
 
 
-def _check_finite(loss_sum, stage_name, epoch, step):
+def _check_finite(loss_sum, stage_name, stage, epoch, step):
   if not math.isfinite(loss_sum):
     raise NonFiniteLossError(
-        f'The loss became {loss_sum} in {stage_name}, epoch {epoch + 1}, near step '
-        f'{step + 1}. The run stopped; the last good checkpoint is kept. Try a '
-        'lower learning rate, or check the data for broken labels.')
+        f'The loss became {loss_sum} in {stage_name}, epoch {epoch + 1}/{stage.epochs}, '
+        f'near step {step + 1}. The run stopped; the last good checkpoint is kept. '
+        f'{_lower_rate_advice(stage_name, stage)} Or check the data for broken labels.')
 
 
-def append_jsonl(workdir, record):
+def _lower_rate_advice(stage_name, stage):
+  where = ('on this workdir: stage 2 starts again from the end of stage 1'
+           if stage_name == STAGES[-1] else 'with a new --workdir')
+  return (f'Lower the learning rate (--config.{stage_name}.learning_rate, now '
+          f'{stage.learning_rate:g}) and run again {where}.')
+
+
+def collapsed_outputs(names, pred):
+  """Names of outputs whose predictions [N, n] are all equal, or not finite."""
+  if len(pred) < 2:
+    return []
+  pred = np.asarray(pred)
+  return [name for name, column in zip(names, pred.T)
+          if not np.all(np.isfinite(column)) or np.ptp(column) == 0]
+
+
+def _check_not_collapsed(config, predictions, stage_name, stage, epoch, last_good):
+  names = output_names(config)
+  collapsed = collapsed_outputs(names, predictions['pred'])
+  if not collapsed:
+    return
+  values = ', '.join(f'{n} {v:.4g}' for n, v in zip(
+      names, predictions['pred'][0]) if n in collapsed[:4])
+  kept = (f'checkpoint {last_good} is kept' if last_good
+          else 'there is no earlier checkpoint')
+  raise CollapsedPredictionsError(
+      f'The predictions collapsed in {stage_name}, epoch {epoch + 1}/{stage.epochs}: '
+      f'{len(collapsed)} of {len(names)} outputs ({", ".join(collapsed)}) are the same for '
+      f'every image of the {config.dataset.val_split} split ({values}{", ..." if len(collapsed) > 4 else ""}), '
+      f'so their validation rho is undefined: the training diverged (saturated sigmoids). '
+      f'The run stopped before saving this epoch; {kept}. '
+      f'{_lower_rate_advice(stage_name, stage)}')
+
+
+def append_metrics(workdir, record):
+  """Appends a record to metrics.jsonl (process 0 writes; the others skip)."""
   if parallel.is_main_process():
-    with open(os.path.join(workdir, METRICS_FILE), 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    workdir_lib.append_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE), record)
 
 
 def save_predictions(workdir, stage_name, split, predictions):
   if parallel.is_main_process():
-    os.makedirs(os.path.join(workdir, PREDICTIONS_DIR), exist_ok=True)
-    np.savez(os.path.join(workdir, PREDICTIONS_DIR, f'{stage_name}_{split}.npz'),
-             **predictions)
+    workdir_lib.save_npz(workdir_lib.prediction_path(workdir, stage_name, split), predictions)
 
 
-def load_predictions(workdir, stage_name, split):
-  path = os.path.join(workdir, PREDICTIONS_DIR, f'{stage_name}_{split}.npz')
-  if not os.path.exists(path):
-    return None
-  with np.load(path, allow_pickle=True) as f:
-    return {k: f[k] for k in f.files}
+def predictions_saved(workdir, stage_name, split):
+  """Whether `stage_name`'s predictions of `split` are saved and readable; a
+  damaged file is moved aside (the split is then predicted again)."""
+  try:
+    return workdir_lib.load_predictions(workdir, stage_name, split) is not None
+  except workdir_lib.WorkdirError as e:
+    if parallel.is_main_process():
+      workdir_lib.move_aside(workdir, workdir_lib.prediction_path(workdir, stage_name, split),
+                             str(e).split(' (')[0] + ' could not be read')
+    return False
 
 
-def restore_latest(config, mngr, fresh):
-  """(stage index, epochs done in it, state) from the latest checkpoint, or the start."""
-  number = parallel.agree(-1 if mngr.latest_step() is None else mngr.latest_step())
-  if number < 0:
+def restore_latest(config, workdir, mngr, fresh):
+  """(stage index, epochs done in it, state) from the newest checkpoint that
+  restores, or the start. Checkpoints that do not restore are moved to
+  WORKDIR/damaged/ (never deleted) and named in the log."""
+  def restore(number):
+    meta = checkpoint.restore_meta(mngr, number)
+    like = stage_state(fresh, optim.stage_optimizer(config[STAGES[meta['stage_index']]],
+                                                    fresh['params']))
+    return meta, checkpoint.restore(mngr, number, like)
+
+  agree = lambda ok: bool(parallel.gather_processes(np.array(ok)).all())
+  number, restored, skipped = checkpoint.restore_newest(mngr, restore, agree)
+  if skipped:
+    if parallel.is_main_process():
+      for n, why in skipped.items():
+        workdir_lib.move_aside(workdir, os.path.join(workdir, workdir_lib.CHECKPOINT_DIR,
+                                                     str(n)),
+                               f'checkpoint {n} does not restore ({why})',
+                               name=f'checkpoint-{n}')
+    parallel.sync('damaged checkpoints moved')
+    mngr.reload()
+  if number is None:
     return 0, 0, None
-  meta = checkpoint.restore_meta(mngr, number)
-  stage_index = meta['stage_index']
-  like = stage_state(fresh, optim.stage_optimizer(config[STAGES[stage_index]],
-                                                  fresh['params']))
-  state = checkpoint.restore(mngr, number, like)
-  logging.info('Resuming from checkpoint %d: %s, %d epoch(s) done.', number,
-               STAGES[stage_index], meta['epoch'])
-  return stage_index, meta['epoch'], state
+  meta, state = restored
+  logging.info('Resuming from checkpoint %d: %s, %d epoch(s) of %d done%s.', number,
+               STAGES[meta['stage_index']], meta['epoch'],
+               config[STAGES[meta['stage_index']]].epochs,
+               f' (newer checkpoint(s) {", ".join(map(str, skipped))} did not restore and '
+               f'are in {os.path.join(workdir, workdir_lib.DAMAGED_DIR)})' if skipped else '')
+  return meta['stage_index'], meta['epoch'], state
 
 
 def write_split_lists(config, workdir):
   """Records which images each split held (EVA's split is computed, not official)."""
   if not parallel.is_main_process():
     return
-  os.makedirs(os.path.join(workdir, SPLITS_DIR), exist_ok=True)
   d = config.dataset
   for split in (d.train_split, d.val_split, d.test_split):
-    with open(os.path.join(workdir, SPLITS_DIR, f'{split}.txt'), 'w') as f:
-      f.writelines(f'{i}\n' for i in input_pipeline.split_ids(config, split))
+    workdir_lib.write_lines(os.path.join(workdir, workdir_lib.SPLITS_DIR, f'{split}.txt'),
+                            input_pipeline.split_ids(config, split))
 
 
 def cached_kinds(config, stage_index, params):
@@ -296,7 +350,7 @@ def stage_source(config, workdir, model, params, host_params, stage_index):
   kinds = cached_kinds(config, stage_index, host_params)
   if not kinds:
     return Source(config)
-  cache_dir = config.feature_cache_dir or os.path.join(workdir, feature_cache.CACHE_DIR)
+  cache_dir = config.feature_cache_dir or os.path.join(workdir, workdir_lib.CACHE_DIR)
   d = config.dataset
   arrays = {split: feature_cache.load_or_compute(config, cache_dir, model, params, split,
                                                  views, kinds)
@@ -309,18 +363,49 @@ def stage_source(config, workdir, model, params, host_params, stage_index):
   return Source(config, kind, {split: a[kind] for split, a in arrays.items()}, layer)
 
 
+def lock_workdir(workdir):
+  """The workdir's training lock, held by process 0 for the run's life; every
+  process raises WorkdirBusyError when another run holds it."""
+  lock, busy = workdir_lib.Lock(workdir), None
+  if parallel.is_main_process():
+    try:
+      lock.acquire()
+    except workdir_lib.WorkdirError as e:
+      busy = e
+  if not parallel.agree(int(busy is None)):
+    raise busy or workdir_lib.WorkdirBusyError(
+        f'Process 0 could not lock {workdir}; see its message.')
+  return lock
+
+
 def train_and_evaluate(config, workdir):
   """Runs (or resumes) both stages, then writes results.json and report.md.
 
-  In a multi-process run (`parallel.initialize` first) every process calls
-  this; process 0 alone writes the workdir's files, Orbax the checkpoints.
+  One training run at a time per workdir (a lock held for its life). In a
+  multi-process run (`parallel.initialize` first) every process calls this;
+  process 0 alone writes the workdir's files, Orbax the checkpoints.
   """
-  checkpoint.claim_workdir(workdir, config)
+  lock = lock_workdir(workdir)
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config, workdir):
+  main = parallel.is_main_process()
+  metrics_path = os.path.join(workdir, workdir_lib.METRICS_FILE)
+  if main:
+    workdir_lib.repair_jsonl(metrics_path)
+  change = checkpoint.claim_workdir(workdir, config, write=main)
+  if change is not None:
+    append_metrics(workdir, dict(config_change=change))
   parallel.sync('claim workdir')
   model = model_lib.build_model(config)
   fresh = initial_state(config, model, jax.random.PRNGKey(config.seed))
-  mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
-  start_stage, start_epoch, state = restore_latest(config, mngr, fresh)
+  mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep,
+                            keep=(epoch_offset(config, 1),))
+  start_stage, start_epoch, state = restore_latest(config, workdir, mngr, fresh)
   state = state or fresh
   write_split_lists(config, workdir)
   logging.info('Training on %d device(s) in %d process(es); %d train examples.',
@@ -354,8 +439,8 @@ def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
     stage_name, stage = STAGES[stage_index], config[STAGES[stage_index]]
     first_epoch = start_epoch if stage_index == start_stage else 0
     # Process 0 decides: a file another process cannot see yet must not split the run.
-    test_done = parallel.agree(int(load_predictions(
-        workdir, stage_name, config.dataset.test_split) is not None)) == 1
+    test_done = parallel.agree(int(predictions_saved(
+        workdir, stage_name, config.dataset.test_split))) == 1
     if first_epoch == stage.epochs and test_done:
       continue
     start = time.time()
@@ -372,7 +457,7 @@ def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
     if not test_done:
       test_stage(config, workdir, model, replicated['params'], source, stage_name)
     state = parallel.unreplicate(replicated)
-    append_jsonl(workdir, dict(stage=stage_name, timing=dict(
+    append_metrics(workdir, dict(stage=stage_name, timing=dict(
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
         first_epoch=first_epoch, epochs=stage.epochs,
         source=source.kind or 'image')))
@@ -391,15 +476,16 @@ def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_inde
   for epoch in range(first_epoch, stage.epochs):
     global_epoch = epoch_offset(config, stage_index) + epoch
     state, loss, images_per_s = train_epoch(config, train_step, state, source, stage_name,
-                                            stage, global_epoch)
-    val, _ = evaluate_split(config, predict_step, state['params'],
-                            config.dataset.val_split, source)
+                                            stage, epoch, global_epoch)
+    val, predictions = evaluate_split(config, predict_step, state['params'],
+                                      config.dataset.val_split, source)
+    _check_not_collapsed(config, predictions, stage_name, stage, epoch, global_epoch)
     checkpoint.save(mngr, global_epoch + 1, parallel.unreplicate(state),
                     dict(stage_index=stage_index, stage=stage_name, epoch=epoch + 1))
     logging.info('%s epoch %d/%d: loss %.5f, val rho(%s) %.4f, %.1f images/s',
                  stage_name, epoch + 1, stage.epochs, loss, overall,
                  val[overall]['spearman'], images_per_s)
-    append_jsonl(workdir, dict(stage=stage_name, epoch=epoch + 1, train_loss=loss,
+    append_metrics(workdir, dict(stage=stage_name, epoch=epoch + 1, train_loss=loss,
                                images_per_second=images_per_s, validation=val))
   return state
 
@@ -409,7 +495,7 @@ def test_stage(config, workdir, model, params, source, stage_name):
   test, predictions = evaluate_split(config, source.predict_step(model), params,
                                      config.dataset.test_split, source)
   save_predictions(workdir, stage_name, config.dataset.test_split, predictions)
-  append_jsonl(workdir, dict(stage=stage_name, test=test))
+  append_metrics(workdir, dict(stage=stage_name, test=test))
   parallel.sync(f'{stage_name} test predictions')
   overall = output_names(config)[0]
   logging.info('%s test rho(%s) %.4f', stage_name, overall, test[overall]['spearman'])
@@ -452,7 +538,6 @@ def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None,
                 split=split, metrics=metrics.output_metrics(names, true, pred))
   path = os.path.join(workdir, f'evaluation_{eval_config.dataset.name}_{split}.json')
   if parallel.is_main_process():
-    with open(path, 'w') as f:
-      json.dump(result, f, indent=2)
+    workdir_lib.write_json(path, result, indent=2)
   parallel.sync('evaluation written')
   return result, path

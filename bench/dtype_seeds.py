@@ -26,6 +26,7 @@ from ml_collections import config_flags
 from aesthetix import checkpoint
 from aesthetix import report
 from aesthetix import train
+from aesthetix import workdir as workdir_lib
 from bench import paired
 
 DTYPES = ('float32', 'bfloat16')
@@ -56,7 +57,7 @@ def run_once(config, workdir):
 
 
 def _finished(config, workdir):
-  return all(train.load_predictions(workdir, stage, config.dataset.test_split) is not None
+  return all(workdir_lib.load_predictions(workdir, stage, config.dataset.test_split) is not None
              for stage in train.STAGES)
 
 

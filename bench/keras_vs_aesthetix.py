@@ -29,7 +29,6 @@ same results in distribution, or not) and each seed's wall times and speed-ups.
 """
 
 import dataclasses
-import json
 import os
 import platform
 import tempfile
@@ -55,6 +54,7 @@ from aesthetix import optim
 from aesthetix import parallel
 from aesthetix import report
 from aesthetix import train
+from aesthetix import workdir as workdir_lib
 from bench import paired
 from configs import aadb
 from configs import demo
@@ -390,13 +390,6 @@ def steady_rate(num_images, epoch_seconds):
 # ------------------------------------------------------------------ aesthetix
 
 
-def read_jsonl(path):
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def aesthetix_schedule(config, workdir):
   """Runs train_and_evaluate; ({stage or 'whole': seconds or None}, metrics records,
   {stage: paired.rho_pair of the test split})."""
@@ -404,7 +397,7 @@ def aesthetix_schedule(config, workdir):
   start = time.perf_counter()
   train.train_and_evaluate(config, workdir)
   seconds = {'whole': time.perf_counter() - start}
-  records = read_jsonl(os.path.join(workdir, train.METRICS_FILE))
+  records = workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE))
   for name in train.STAGES:
     timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
     seconds[name] = timing[-1]['seconds'] if timing else None
@@ -619,7 +612,7 @@ def run_benchmark(settings):
       'predictions after each stage (aesthetix also checkpoints every epoch); the whole '
       'schedule also includes model construction and initialisation. Steady state: '
       'the training loop alone over the epochs after the first (aesthetix: '
-      f'images_per_second of {train.METRICS_FILE}; its stage 1 epochs train the head '
+      f'images_per_second of {workdir_lib.METRICS_FILE}; its stage 1 epochs train the head '
       'on cached features when the feature cache is on).',
       f'FLOP floor = XLA-counted FLOPs / {gflops:.1f} GFLOP/s (best float32 '
       'before and after the run, '
@@ -635,11 +628,11 @@ def run_benchmark(settings):
   sources = [f"{r['stage']}: {r['timing']['source']}" for r in records
              if 'source' in r.get('timing', {})]
   if sources:  # What aesthetix's steps read; the step row and floors above are from images.
-    notes.append(f'aesthetix stage inputs ({train.METRICS_FILE}): {", ".join(sources)}.')
+    notes.append(f'aesthetix stage inputs ({workdir_lib.METRICS_FILE}): {", ".join(sources)}.')
   missing = [name for name in train.STAGES if our_seconds[name] is None]
   if missing:
     notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
-                 f'{train.METRICS_FILE}: those stage times are n/a; the whole schedule '
+                 f'{workdir_lib.METRICS_FILE}: those stage times are n/a; the whole schedule '
                  'is timed around train_and_evaluate.')
   notes.append(keras_stall_note(keras_timers, keras_seconds, our_seconds))
   machine = machine_line(keras_device_name(settings), keras_model.jit_compile)

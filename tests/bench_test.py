@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aesthetix import model as model_lib
+from aesthetix import workdir as workdir_lib
 from bench import keras_vs_aesthetix as bench
 from tests import keras_reference
 
@@ -146,7 +147,7 @@ def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path, monkey
   assert config.model.backbone_weights == str(run_dir / bench.STAGE1_WEIGHTS_FILE)
   keras_rho, ours = sides['keras']['rhos']['stage1'], sides['aesthetix']['rhos']['stage1']
   assert ours == pytest.approx(keras_rho, abs=1e-6)
-  records = bench.read_jsonl(str(run_dir / 'metrics.jsonl'))
+  records = workdir_lib.read_jsonl(str(run_dir / workdir_lib.METRICS_FILE))
   assert [r['epoch'] for r in records if 'epoch' in r] == [1]  # Stage 2's epoch alone.
   assert all(-1 <= r <= 1 for r in sides['aesthetix']['rhos']['stage2'])
   assert len(built) == 1  # Keras' two stages ran on one set of pipelines.

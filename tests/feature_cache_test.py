@@ -1,8 +1,10 @@
 """The stage-1 feature cache: what it holds, when it is reused, when rebuilt."""
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -62,13 +64,13 @@ def test_cache_is_reused_and_keyed_by_what_it_depends_on(setup, tmp_path):
   kinds = {feature_cache.FEATURES: (None, digest)}
   first = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
                                         'validation', 1, kinds)
-  files = os.listdir(tmp_path)
-  assert len(files) == 1
+  files = sorted(os.listdir(tmp_path))
+  assert len(files) == 2 and files[1] == feature_cache.sidecar_path(files[0])  # Its checksum.
   mtime = os.path.getmtime(tmp_path / files[0])
   again = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
                                         'validation', 1, kinds)
   np.testing.assert_array_equal(first[feature_cache.FEATURES], again[feature_cache.FEATURES])
-  assert os.listdir(tmp_path) == files  # Reused, not rebuilt.
+  assert sorted(os.listdir(tmp_path)) == files  # Reused, not rebuilt.
   assert os.path.getmtime(tmp_path / files[0]) == mtime
 
   other = jax.tree_util.tree_map(lambda x: x, params)
@@ -121,3 +123,76 @@ def test_temporaries_of_dead_passes_are_removed_and_live_ones_kept(tmp_path):
       [names['dead'], names['dead_old_format']])
   assert sorted(os.listdir(tmp_path)) == sorted(
       [names['alive'], names['other_host'], names['cache']])
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'overwritten'])
+def test_a_damaged_cache_file_is_named_moved_aside_and_computed_again(setup, tmp_path,
+                                                                      damage, caplog):
+  config, model, params = setup
+  replicated = parallel.replicate(params)
+  kinds = {feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}
+  good = np.array(feature_cache.load_or_compute(
+      config, str(tmp_path), model, replicated, 'validation', 1, kinds)[feature_cache.FEATURES][:])
+  path = next(str(tmp_path / n) for n in os.listdir(tmp_path) if n.endswith('.npy'))
+  size = os.path.getsize(path)
+  with open(path, 'r+b') as f:
+    if damage == 'truncated':
+      f.truncate(size - 100)
+    else:  # 4 KiB of another file's bytes in the middle: only the checksum can tell.
+      f.seek(size // 2 - 2048)
+      f.write(np.random.default_rng(0).bytes(min(4096, size // 2)))
+  again = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
+                                        'validation', 1, kinds)
+  np.testing.assert_array_equal(again[feature_cache.FEATURES][:], good)
+  assert f'The cache file {path} is bad' in caplog.text
+  assert ('cannot be read' if damage == 'truncated' else 'do not match their checksum') in (
+      caplog.text)
+  moved, = os.listdir(tmp_path / 'damaged')
+  assert moved.startswith(os.path.basename(path))
+
+
+KILLED_PASS = """
+import os, sys
+os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+sys.path.insert(0, {repo!r})
+import jax
+from aesthetix import feature_cache, model as model_lib, parallel, train
+from tests import tiny
+config = tiny.config({data!r})
+model = model_lib.build_model(config)
+params = train.initial_state(config, model, jax.random.PRNGKey(0))['params']
+real = feature_cache.compute
+def slow(*args, **kwargs):  # Pauses inside the pass, after its temporary file exists.
+  real_prefetch = parallel.prefetch
+  def prefetch(*a, **k):
+    for i, item in enumerate(real_prefetch(*a, **k)):
+      if i == 1:
+        print('in the pass', flush=True)
+        import time; time.sleep(600)
+      yield item
+  parallel.prefetch = prefetch
+  return real(*args, **kwargs)
+feature_cache.compute = slow
+kinds = {{feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}}
+feature_cache.load_or_compute(config, {cache!r}, model, parallel.replicate(params),
+                              'train', 2, kinds)
+"""
+
+
+def test_no_temporary_survives_a_killed_cache_pass_and_a_rerun(setup, tmp_path):
+  config, model, params = setup
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = KILLED_PASS.format(repo=repo, data=config.dataset.data_dir, cache=str(tmp_path))
+  proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True,
+                          env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  try:
+    assert proc.stdout.readline().strip() == 'in the pass'
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+  assert any('.tmp-' in n for n in os.listdir(tmp_path))  # What a kill leaves.
+  kinds = {feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}
+  cached = feature_cache.load_or_compute(config, str(tmp_path), model,
+                                         parallel.replicate(params), 'train', 2, kinds)
+  assert cached[feature_cache.FEATURES].shape == (tiny.SPLIT_SIZES['train'], 2, 512)
+  assert not [n for n in os.listdir(tmp_path) if '.tmp-' in n]

@@ -1,6 +1,7 @@
 """The figures of a run: each one written, non-empty, and linked from report.md."""
 
 import os
+import shutil
 
 from absl import flags
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from aesthetix import figures
 from aesthetix import report
+from aesthetix import workdir as workdir_lib
 from tests import trained_workdir
 
 ALL_FIGURES = (figures.SCATTER_OVERALL, figures.SCATTER_OUTPUTS, figures.RANK_CORRELATIONS,
@@ -35,8 +37,8 @@ def test_run_py_report_mode_writes_every_figure_and_links_it(trained):
     assert run.main(argv) == 0
   finally:
     flags.FLAGS.unparse_flags()
-  text = open(os.path.join(workdir, report.REPORT_FILE)).read()
-  assert text.count(figures.FIGURES_HEADING) == 1
+  text = open(os.path.join(workdir, workdir_lib.REPORT_FILE)).read()
+  assert text.count(report.FIGURES_HEADING) == 1
   for name in ALL_FIGURES:
     path = os.path.join(workdir, name)
     assert os.path.getsize(path) > 0
@@ -52,3 +54,29 @@ def test_write_all_returns_what_it_wrote(trained):
   paths = figures.write_all(config, workdir)
   assert sorted(os.path.basename(p) for p in paths) == sorted(ALL_FIGURES)
   assert all(os.path.dirname(p) == workdir for p in paths)
+
+
+@pytest.mark.parametrize('constant', [[3], [0, 4, 7], list(range(12))])
+def test_constant_outputs_reach_every_table_and_figure_as_undefined(trained, tmp_path,
+                                                                    constant):
+  """A saturated output, or an attribute constant on the test split, must not
+  stop the report: undefined correlations are n/a."""
+  config, source = trained
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(source, workdir)
+  for stage in ('stage1', 'stage2'):
+    path = workdir_lib.prediction_path(workdir, stage, 'test')
+    saved = dict(np.load(path, allow_pickle=True))
+    for key in ('true', 'pred'):
+      saved[key][:, constant] = saved[key][0, constant]
+    workdir_lib.save_npz(path, saved)
+  results = report.write(config, workdir)
+  names = results['outputs']
+  for stage in ('stage1', 'stage2'):
+    assert all(np.isnan(results['stages'][stage][names[i]]['spearman']) for i in constant)
+  assert np.isnan(np.array(results['rank_correlation_prediction'], float)[constant]).all()
+  text = open(os.path.join(workdir, workdir_lib.REPORT_FILE)).read()
+  assert f'| {names[constant[0]]} | n/a | n/a |' in text
+  paths = figures.write_all(config, workdir)
+  assert {os.path.basename(p) for p in paths} >= {figures.SCATTER_OUTPUTS,
+                                                   figures.RANK_CORRELATIONS}

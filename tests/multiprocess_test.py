@@ -24,6 +24,7 @@ from aesthetix import checkpoint
 from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import train
+from aesthetix import workdir as workdir_lib
 from tests import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,14 +133,15 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(
   assert '[process 1/2]' in outputs[1]
   # One writer: the same files as the single-process run, each written once.
   assert sorted(os.listdir(workdir)) == sorted(os.listdir(one_process))
-  with open(os.path.join(workdir, train.METRICS_FILE)) as f, \
-       open(os.path.join(one_process, train.METRICS_FILE)) as g:
+  with open(os.path.join(workdir, workdir_lib.METRICS_FILE)) as f, \
+       open(os.path.join(one_process, workdir_lib.METRICS_FILE)) as g:
     assert len(f.readlines()) == len(g.readlines())
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == sorted(
       os.listdir(os.path.join(one_process, 'checkpoints')))
   assert outputs[0].count('| score |') == 1 and '| score |' not in outputs[1]
   cache = os.listdir(os.path.join(workdir, 'feature_cache'))
-  assert {n.rsplit('-', 1)[1] for n in cache} == {'0of2.npy', '1of2.npy'}
+  assert {n.rsplit('-', 1)[1] for n in cache} == {'0of2.npy', '1of2.npy', '0of2.npy.json',
+                                                   '1of2.npy.json'}
 
   assert_same_params(workdir, one_process)
   two, one = stage2_predictions(workdir), stage2_predictions(one_process)

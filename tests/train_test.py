@@ -2,6 +2,9 @@
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -13,6 +16,7 @@ from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
 from aesthetix import train
+from aesthetix import workdir as workdir_lib
 from tests import fixtures_data
 from tests import tiny
 
@@ -189,3 +193,125 @@ def test_evaluate_mode_repeats_the_test_and_crosses_datasets(finished_run, tmp_p
   # In EVA's own 0..10 scale: the squared error of a [0, 1] model mapped there.
   assert 0 <= cross['metrics']['score']['mse'] <= 100
   assert path.endswith('evaluation_eva_test.json')
+
+
+def test_collapsed_predictions_stop_the_run_and_a_stage2_change_resumes_from_stage1(
+    finished_run, data_dir, tmp_path):
+  """A stage 2 that diverges stops before saving; the same workdir, with a lower
+  stage-2 learning rate, starts stage 2 again from the end of stage 1."""
+  workdir = str(tmp_path / 'diverged')
+  config = make_config(data_dir)
+  config.stage2.learning_rate = 10.0  # Saturates every sigmoid within an epoch.
+  with pytest.raises(train.CollapsedPredictionsError,
+                     match=r'stage2, epoch 1/2: 12 of 12 outputs .* checkpoint 3 is kept'):
+    train.train_and_evaluate(config, workdir)
+  assert checkpoint.checkpoint_numbers(workdir)[-1] == STAGE1_EPOCHS
+
+  train.train_and_evaluate(make_config(data_dir), workdir)  # The paper's rate again.
+  for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
+                  jax.tree_util.tree_leaves(final_params(config, finished_run))):
+    np.testing.assert_array_equal(a, b)
+  change, = checkpoint.stored_changes(workdir)
+  assert change['fields'] == {'stage2.learning_rate': [10.0, 1e-4]}
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert '## Config changes' in report and '`stage2.learning_rate` 10.0 -> 0.0001' in report
+  # Only the new stage 2's epochs are in the history.
+  results = json.load(open(os.path.join(workdir, 'results.json')))
+  assert [(h['stage'], h['epoch']) for h in results['history']][-STAGE2_EPOCHS:] == [
+      ('stage2', e) for e in range(1, STAGE2_EPOCHS + 1)]
+
+
+def damage_checkpoint(workdir, number, how):
+  """Damages checkpoint `number` as a crash or a bad disk would."""
+  root = os.path.join(workdir, 'checkpoints', str(number))
+  if how == 'truncated':  # Each data file of the params loses its second half.
+    data = os.path.join(root, 'params', 'ocdbt.process_0', 'd')
+    for name in os.listdir(data):
+      with open(os.path.join(data, name), 'r+b') as f:
+        f.truncate(os.path.getsize(os.path.join(data, name)) // 2)
+  elif how == 'no_metadata':
+    os.remove(os.path.join(root, 'params', '_METADATA'))
+  elif how == 'no_meta':
+    os.remove(os.path.join(root, 'meta', 'metadata'))
+
+
+@pytest.fixture(scope='module')
+def killed_in_stage2(data_dir, tmp_path_factory):
+  """A workdir whose run stopped in stage 2's second epoch (checkpoint 4 is the newest)."""
+  workdir = str(tmp_path_factory.mktemp('killed') / 'run')
+
+  def kill_in_stage2(batches):
+    def batches_then_kill(*args, epoch, **kwargs):
+      for i, batch in enumerate(batches(*args, epoch=epoch, **kwargs)):
+        if epoch == STAGE1_EPOCHS + 1 and i == 1:
+          raise Interrupted()
+        yield batch
+    return batches_then_kill
+
+  with pytest.MonkeyPatch.context() as patch:
+    wrap_train_batches(patch, kill_in_stage2)
+    with pytest.raises(Interrupted):
+      train.train_and_evaluate(make_config(data_dir), workdir)
+  assert checkpoint.checkpoint_numbers(workdir)[-1] == STAGE1_EPOCHS + 1
+  return workdir
+
+
+@pytest.mark.parametrize('how', ['truncated', 'no_metadata', 'no_meta'])
+def test_a_damaged_newest_checkpoint_is_skipped_kept_and_resumed_before(
+    killed_in_stage2, finished_run, data_dir, tmp_path, how):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(killed_in_stage2, workdir)
+  newest = STAGE1_EPOCHS + 1
+  damage_checkpoint(workdir, newest, how)
+  config = make_config(data_dir)
+  # predict's path: the newest params that restore, without moving anything (a
+  # checkpoint without its meta item still has whole params).
+  model = model_lib.build_model(config)
+  like = model_lib.param_shapes(model, config.dataset.image_size)
+  params = checkpoint.restore_params(workdir, like)
+  expected = checkpoint.restore_params(workdir, like,
+                                       number=newest if how == 'no_meta' else newest - 1)
+  for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_array_equal(a, b)
+  if how != 'truncated':  # One resume to the end suffices; the others stop at the choice.
+    fresh = train.initial_state(config, model, jax.random.PRNGKey(config.seed))
+    mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
+    assert train.restore_latest(config, workdir, mngr, fresh)[:2] == (0, STAGE1_EPOCHS)
+    assert os.listdir(os.path.join(workdir, 'damaged'))[0].startswith(f'checkpoint-{newest}.')
+    return
+  train.train_and_evaluate(config, workdir)
+  assert os.listdir(os.path.join(workdir, 'damaged'))[0].startswith(f'checkpoint-{newest}.')
+  for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
+                  jax.tree_util.tree_leaves(final_params(config, finished_run))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_second_trainer_is_refused_at_once_and_changes_nothing(finished_run, data_dir):
+  with workdir_lib.Lock(finished_run):  # A run in progress.
+    before = {p: os.path.getmtime(os.path.join(finished_run, p))
+              for p in os.listdir(finished_run)}
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    result = subprocess.run(
+        [sys.executable, 'run.py', '--config=tests/tiny_config.py',
+         f'--config.dataset.data_dir={data_dir}', f'--workdir={finished_run}'],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+        capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert f'is in use by another training run (process {os.getpid()} on ' in result.stderr
+  assert {p: os.path.getmtime(os.path.join(finished_run, p))
+          for p in os.listdir(finished_run)} == before
+
+
+def test_a_damaged_predictions_file_is_moved_aside_and_predicted_again(finished_run,
+                                                                      data_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(finished_run, workdir)
+  path = workdir_lib.prediction_path(workdir, 'stage2', 'test')
+  data = open(path, 'rb').read()
+  open(path, 'wb').write(data[:100])
+  train.train_and_evaluate(make_config(data_dir), workdir)
+  assert any(n.startswith('stage2_test.npz.') for n in os.listdir(
+      os.path.join(workdir, 'damaged')))
+  with open(os.path.join(workdir, 'results.json')) as f, \
+       open(os.path.join(finished_run, 'results.json')) as g:
+    assert json.load(f)['stages'] == json.load(g)['stages']

@@ -1,0 +1,127 @@
+"""The workdir's files: written whole or not at all, parse errors that name the file,
+one trainer at a time."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aesthetix import workdir
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+  path = tmp_path / 'results.json'
+  workdir.write_json(str(path), {'a': 1})
+  with pytest.raises(ZeroDivisionError):
+    with workdir.atomic_file(str(path)) as f:
+      f.write('{"a": ')
+      raise ZeroDivisionError  # Stands in for a kill mid-write.
+  assert json.loads(path.read_text()) == {'a': 1}
+  assert os.listdir(tmp_path) == ['results.json']
+
+
+def test_a_torn_last_line_is_skipped_when_read_and_cut_before_the_next_append(tmp_path):
+  path = str(tmp_path / workdir.METRICS_FILE)
+  workdir.append_jsonl(path, {'epoch': 1})
+  with open(path, 'a') as f:
+    f.write('{"epoch": 2, "train_lo')  # A kill mid-write.
+  assert workdir.read_jsonl(path) == [{'epoch': 1}]
+  assert workdir.repair_jsonl(path) == len('{"epoch": 2, "train_lo')
+  workdir.append_jsonl(path, {'epoch': 2})
+  assert workdir.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]
+  assert workdir.repair_jsonl(path) == 0
+
+
+def test_a_bad_line_inside_metrics_names_the_file_and_the_line(tmp_path):
+  path = tmp_path / workdir.METRICS_FILE
+  path.write_text('{"epoch": 1}\n{"epoch": 2, "train_lo\n{"epoch": 3}\n')
+  with pytest.raises(workdir.WorkdirError, match=f'{path}, line 2, is not a JSON record'):
+    workdir.read_jsonl(str(path))
+
+
+def test_a_truncated_predictions_file_is_named_with_the_fix(tmp_path):
+  path = workdir.prediction_path(str(tmp_path), 'stage2', 'test')
+  workdir.save_npz(path, {'pred': np.zeros((4, 2)), 'ids': np.array(['a', 'b', 'c', 'd'])})
+  assert workdir.load_predictions(str(tmp_path), 'stage2', 'test')['pred'].shape == (4, 2)
+  data = open(path, 'rb').read()
+  open(path, 'wb').write(data[:len(data) // 2])
+  with pytest.raises(workdir.WorkdirError, match='stage2_test.npz is damaged .* Rerun the train'):
+    workdir.load_predictions(str(tmp_path), 'stage2', 'test')
+  assert workdir.load_predictions(str(tmp_path), 'stage1', 'test') is None
+
+
+def test_move_aside_keeps_what_it_moves(tmp_path):
+  damaged = tmp_path / 'checkpoints' / '8'
+  damaged.mkdir(parents=True)
+  (damaged / 'x').write_text('kept')
+  first = workdir.move_aside(str(tmp_path), str(damaged), 'test', name='checkpoint-8')
+  damaged.mkdir()
+  second = workdir.move_aside(str(tmp_path), str(damaged), 'test', name='checkpoint-8')
+  assert first != second and open(os.path.join(first, 'x')).read() == 'kept'
+  assert os.path.dirname(first) == str(tmp_path / workdir.DAMAGED_DIR)
+
+
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from aesthetix import workdir
+workdir.Lock({path!r}).acquire()
+print('locked', flush=True)
+time.sleep(600)
+"""
+
+
+def hold_lock_in_a_process(path):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK.format(repo=repo, path=str(path))],
+                          stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == 'locked'
+  return proc
+
+
+def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
+  holder = hold_lock_in_a_process(tmp_path)
+  try:
+    with pytest.raises(workdir.WorkdirBusyError, match=f'process {holder.pid} on '):
+      workdir.Lock(str(tmp_path)).acquire()
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+  # A killed holder leaves no stale lock.
+  with workdir.Lock(str(tmp_path)):
+    pass
+
+
+def read_only(path):
+  """Makes a folder unwritable even for root (chattr +i), or skips the test."""
+  if os.geteuid() != 0:
+    os.chmod(path, 0o555)
+    return lambda: os.chmod(path, 0o755)
+  if subprocess.run(['chattr', '+i', str(path)], capture_output=True).returncode:
+    pytest.skip('cannot make a folder read-only here (root, no chattr)')
+  return lambda: subprocess.run(['chattr', '-i', str(path)], check=True)
+
+
+def test_a_read_only_folder_is_one_clear_error(tmp_path):
+  undo = read_only(tmp_path)
+  try:
+    for write in (lambda: workdir.write_json(str(tmp_path / 'r.json'), {}),
+                  lambda: workdir.append_jsonl(str(tmp_path / 'm.jsonl'), {}),
+                  lambda: workdir.Lock(str(tmp_path)).acquire()):
+      with pytest.raises(workdir.WorkdirError, match=f'Cannot write {tmp_path}/'):
+        write()
+  finally:
+    undo()
+  assert os.listdir(tmp_path) == []
+
+
+def test_writes_leave_no_temporaries(tmp_path):
+  workdir.write_text(str(tmp_path / 'report.md'), 'x')
+  workdir.write_lines(str(tmp_path / 'splits' / 'test.txt'), ['a', 'b'])
+  workdir.save_npz(str(tmp_path / 'p.npz'), {'a': np.ones(2)})
+  assert sorted(os.listdir(tmp_path)) == ['p.npz', 'report.md', 'splits']
+  assert (tmp_path / 'splits' / 'test.txt').read_text() == 'a\nb\n'
