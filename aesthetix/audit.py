@@ -32,7 +32,8 @@ def _ratio(a, b):
 
 
 def table2_report(config, counts):
-  """(Markdown table, list of mismatching parts) for `counts` vs the paper."""
+  """(Markdown table, list of mismatching parts, a summary line) for `counts` vs
+  the paper. Rows the paper has no number for, for this variant, say so."""
   paper, pan = config.paper.table2, config.paper.table2_pan
   hidden = '-'.join(str(u) for u in config.model.hidden_units)
   n_out = sum(model_lib.model_groups(config))
@@ -48,18 +49,31 @@ def table2_report(config, counts):
     if part in compared and not ok:
       mismatches.append(part)
     match = ('yes' if ok else 'NO') if part in compared else 'not in Table 2'
-    rows.append(f'| {labels[part]} | {paper[part]:,} | {counts[part]:,} | {match} '
+    shown = f'{paper[part]:,}' if part in compared else '-'
+    rows.append(f'| {labels[part]} | {shown} | {counts[part]:,} | {match} '
                 f'| {pan[part]:,} | {_ratio(pan[part], counts[part])} |')
   total, paper_total, pan_total = (sum(d[p] for p in PARTS)
                                    for d in (counts, paper, pan))
-  rows.append(f'| Total | {paper_total:,} | {total:,} | | {pan_total:,} '
-              f'| {_ratio(pan_total, total)} |')
-  return '\n'.join(rows), mismatches
+  whole = len(compared) == len(PARTS)
+  rows.append(f'| Total | {f"{paper_total:,}" if whole else "-"} | {total:,} | '
+              f'{("yes" if total == paper_total else "NO") if whole else "not in Table 2"} '
+              f'| {pan_total:,} | {_ratio(pan_total, total)} |')
+  names = {'pretrained': 'the pre-trained network', 'fully_connected':
+           'the fully-connected layers', 'output': 'the output layer'}
+  given = ', '.join(names[p] for p in compared)
+  if mismatches:
+    summary = f'MISMATCH with the paper: {", ".join(mismatches)}.'
+  else:
+    summary = (f'Table 2 gives {given} and the total for this model: all match.' if whole
+               else f'Table 2 gives {given} for this variant: they match. It has no '
+               'output layer or total for it (its output row is the multi-task model\'s), '
+               'so those are not compared.')
+  return '\n'.join(rows), mismatches, summary
 
 
 def run_audit(config):
   """Builds the model's params tree (shapes only) and compares it with Table 2."""
   model = model_lib.build_model(config)
   counts = table2_counts(model_lib.param_shapes(model, config.dataset.image_size))
-  table, mismatches = table2_report(config, counts)
-  return counts, table, mismatches
+  table, mismatches, summary = table2_report(config, counts)
+  return counts, table, mismatches, summary

@@ -21,9 +21,12 @@ from PIL import Image
 
 from aesthetix import parallel
 from aesthetix import predict
+from aesthetix import preflight
+from aesthetix import progress
 from aesthetix import targets
 from aesthetix import train
 from aesthetix import vgg16
+from aesthetix import workdir as workdir_lib
 
 # The paper's maps are at the last convolutional layer.
 DEFAULT_LAYER = vgg16.CONV_LAYER_NAMES[-1]
@@ -128,8 +131,8 @@ def write_figure(path, pixels, cam, title):
   for ax in (left, right):
     ax.set_axis_off()
   fig.suptitle(title)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path)
+  with workdir_lib.atomic_file(path, 'wb') as f:
+    fig.savefig(f, format='png')
 
 
 def output_paths(paths, out_dir, root=None):
@@ -162,7 +165,7 @@ def _prepare(loaded, config):
   return display_image(pixels), predict.model_input(pixels, config)
 
 
-def gradcam_workdir(workdir, images, out_dir, target=None, layer=None):
+def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_size=None):
   """Writes a Grad-CAM figure for every readable image named by `images`.
 
   Returns (PNG paths written, {path: reason} of the files that could not be read).
@@ -171,20 +174,23 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None):
   layer = check_layer(layer or DEFAULT_LAYER)
   index = target_index(config, target)
   names = train.output_names(config)
-  paths = predict.find_images(images)
+  paths = preflight.find_images(images)
   root = images if os.path.isdir(os.path.expanduser(images)) else None
   destinations = output_paths(paths, out_dir, root)
   step = make_cam_step(model, layer, index)
   replicated = parallel.replicate(params)
   # Each process draws the figures of its part of the files; all run as many steps.
-  batch_size = parallel.process_batch_size(predict.scoring_batch_size(config))
+  batch_size = parallel.process_batch_size(predict.scoring_batch_size(config,
+                                                                     batch_size=batch_size))
   begin, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
   size = int(config.dataset.image_size)
   written, failed = [], {}
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool, \
+       progress.bar(end - begin, 'Grad-CAM', leave=True) as bar:
     for start in range(first, last, batch_size):
       chunk = list(range(begin + start - first, min(begin + start - first + batch_size, end)))
+      bar.update(len(chunk))
       loaded = [_prepare(x, config) for x in pool.map(lambda i: predict.load(paths[i]), chunk)]
       good = [(i, shown, x) for i, (shown, x) in zip(chunk, loaded) if shown is not None]
       for i, (shown, reason) in zip(chunk, loaded):

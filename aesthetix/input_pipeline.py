@@ -32,6 +32,7 @@ import dataclasses
 import importlib
 import inspect
 import math
+import os
 
 from absl import logging
 import jax
@@ -42,6 +43,7 @@ import tensorflow_datasets as tfds
 from aesthetix import errors
 from aesthetix import parallel
 from aesthetix import targets
+from data_builders import manual_files
 
 
 def _hide_gpus_from_tf():
@@ -72,6 +74,38 @@ def builder_class(name):
   return module.Builder
 
 
+def _new_builder(config):
+  d = config.dataset
+  cls = builder_class(d.name)
+  kwargs = {}
+  if 'skip_unreadable' in inspect.signature(cls.__init__).parameters:
+    kwargs['skip_unreadable'] = bool(d.get('skip_unreadable', False))
+  kwargs.update(d.get('builder_kwargs', None) or {})
+  return cls(data_dir=d.data_dir, **kwargs)
+
+
+MANUAL_DIR_FLAGS = ('--config.dataset.manual_dir=DIR (training) or --manual_dir=DIR '
+                    '(--mode=evaluate)')
+
+
+def data_problem(config):
+  """Why the dataset can be neither read nor built here, or None (a check before
+  a run starts: nothing is built or written)."""
+  b = _new_builder(config)
+  if b.is_prepared():
+    return None
+  d = config.dataset
+  manual_dir = d.manual_dir or os.path.join(os.path.dirname(os.path.dirname(
+      b.data_dir)), 'downloads', 'manual')
+  missing = manual_files.missing_sources(
+      manual_dir, getattr(type(b), 'REQUIRED_MANUAL', ()))
+  if not missing:
+    return None
+  return (f'{d.name} is not built in {b.data_dir}, and its downloads are not in the manual '
+          f'dir: {"; ".join(missing)}. Place them there (README: Training on AADB and EVA), '
+          f'or give their folder with {MANUAL_DIR_FLAGS}')
+
+
 def builder(config):
   """The dataset's builder, prepared first when it is not built yet.
 
@@ -79,12 +113,7 @@ def builder(config):
   default, <data_dir>/downloads/manual) and writes to `config.dataset.data_dir`.
   """
   d = config.dataset
-  cls = builder_class(d.name)
-  kwargs = {}
-  if 'skip_unreadable' in inspect.signature(cls.__init__).parameters:
-    kwargs['skip_unreadable'] = bool(d.get('skip_unreadable', False))
-  kwargs.update(d.get('builder_kwargs', None) or {})
-  b = cls(data_dir=d.data_dir, **kwargs)
+  b = _new_builder(config)
   if b.is_prepared():
     return b
   if jax.process_count() > 1:
@@ -92,6 +121,9 @@ def builder(config):
         f'Dataset {d.name} is not built in {b.data_dir}. Build it once before a '
         f'multi-process run: tfds build data_builders/{d.name} '
         f'--data_dir={d.data_dir or "~/tensorflow_datasets"} --manual_dir=DIR')
+  problem = data_problem(config)
+  if problem:
+    raise FileNotFoundError(problem + '.')
   logging.info('Preparing %s in %s (manual dir: %s).', d.name, b.data_dir,
                d.manual_dir or 'TFDS default')
   download_config = tfds.download.DownloadConfig(manual_dir=d.manual_dir)
@@ -99,8 +131,8 @@ def builder(config):
     b.download_and_prepare(download_config=download_config)
   except AssertionError as e:  # TFDS' way of saying the manual dir is missing or empty.
     raise FileNotFoundError(
-        f'Cannot build {d.name}: {e}\nSet config.dataset.manual_dir to the folder '
-        'holding the downloaded files.') from e
+        f'Cannot build {d.name}: {e} Give the folder holding the downloaded files with '
+        f'{MANUAL_DIR_FLAGS}.') from e
   return b
 
 

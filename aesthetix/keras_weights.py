@@ -199,7 +199,7 @@ def imagenet_weights_path(download=True):
   cached = os.path.join(keras_cache_dir(), VGG16_NOTOP_FILE)
   if os.path.isfile(cached):
     return cached
-  reason = 'download disabled'
+  reason = "not in Keras' cache"
   if download:
     try:
       import keras  # Only for its downloader; imported on demand.

@@ -4,6 +4,7 @@ Outputs are sigmoids in [0, 1], in `targets.output_names` order (overall score
 first, then the attributes); `targets.from_unit` maps them to a dataset's scale.
 """
 
+import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -184,6 +185,27 @@ def pretrained_layers(backbone_weights):
   keras_weights.check_vgg16_layers(layers, path)
   logging.info('Backbone weights from %s', path)
   return layers
+
+
+def weights_problem(backbone_weights, download=True):
+  """Why the configured backbone weights cannot be had, or None.
+
+  'imagenet' is looked up in Keras' cache and, when `download`, fetched by
+  Keras (what a run would do); a path must be a file.
+  """
+  from aesthetix import keras_weights  # pylint: disable=g-import-not-at-top
+  if backbone_weights in ('random', 'imagenet_if_present'):
+    return None
+  if backbone_weights == 'imagenet':
+    try:
+      keras_weights.imagenet_weights_path(download=download)
+    except keras_weights.WeightsError as e:
+      return str(e).rstrip('.')
+    return None
+  if not os.path.isfile(backbone_weights):
+    return (f'--config.model.backbone_weights={backbone_weights}: no such file (a Keras '
+            '.h5 or a converted .msgpack; or imagenet, or random)')
+  return None
 
 
 def initial_params(config, model, rng):

@@ -12,7 +12,6 @@ gets its error and no scores; it never stops the batch.
 import collections
 import concurrent.futures
 import csv
-import glob
 import itertools
 import json
 import os
@@ -23,12 +22,14 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
-import tqdm
 
 from aesthetix import input_pipeline
 from aesthetix import parallel
+from aesthetix import preflight
+from aesthetix import progress as progress_lib
 from aesthetix import targets
 from aesthetix import train
+from aesthetix import workdir as workdir_lib
 
 PATH_COLUMN = 'path'
 ERROR_COLUMN = 'error'
@@ -50,31 +51,6 @@ class ImageError(ValueError):
     super().__init__(f'{path}: {reason}')
     self.path = path
     self.reason = reason
-
-
-def find_images(spec):
-  """Files named by `spec`: a file, a folder (searched recursively) or a glob.
-
-  Hidden files and folders (names starting with '.') in a folder are left out;
-  every other file is listed, images or not, so that none is skipped silently.
-  """
-  spec = os.path.expanduser(spec)
-  if os.path.isfile(spec):
-    return [spec]
-  if os.path.isdir(spec):
-    paths = []
-    for root, dirs, files in os.walk(spec):
-      dirs[:] = [d for d in dirs if not d.startswith('.')]
-      paths += [os.path.join(root, f) for f in files if not f.startswith('.')]
-    if not paths:
-      raise FileNotFoundError(f'The folder {spec} holds no files.')
-    return sorted(paths)
-  paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
-  if not paths:
-    raise FileNotFoundError(
-        f'{spec!r} is not a file or a folder, and as a glob it matches no files. '
-        "Quote globs so that the shell leaves them alone: --images='photos/*.jpg'.")
-  return paths
 
 
 def to_rgb(image):
@@ -191,23 +167,24 @@ def _batches(config, paths, positions, batch_size, count, errors, bar):
     yield batch([], [])
 
 
-def scoring_batch_size(config, devices=None):
-  """The config's eval batch rounded up to a multiple of the devices, so that it
-  splits over any device count."""
+def scoring_batch_size(config, devices=None, batch_size=None):
+  """`batch_size` (default: the config's eval batch) rounded up to a multiple of
+  the devices, so that it splits over any device count."""
   devices = parallel.device_count() if devices is None else devices
-  return -(-int(config.eval_batch_size) // devices) * devices
+  return -(-int(batch_size or config.eval_batch_size) // devices) * devices
 
 
 def score_paths(config, model, params, paths, batch_size=None, progress=True):
   """One row per path: {'path', *output names, 'error'}, scores in the dataset's scale.
 
   Rows of unreadable files have the reason in 'error' and None scores; rows of
-  scored images have error ''. Returns (rows, seconds spent, compilation included).
-  In a multi-process run each process scores its part of `paths`; every
-  process returns all rows.
+  scored images have error ''. Returns (rows, timing): timing has 'seconds' (all,
+  compilation included) and 'steady_seconds' / 'steady_images' after the first
+  batch (None with a single batch). In a multi-process run each process scores
+  its part of `paths`; every process returns all rows.
   """
   names = train.output_names(config)
-  batch_size = batch_size or scoring_batch_size(config)
+  batch_size = scoring_batch_size(config, batch_size=batch_size)
   b = parallel.process_batch_size(batch_size)
   start, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
@@ -215,24 +192,29 @@ def score_paths(config, model, params, paths, batch_size=None, progress=True):
   predict_step = train.make_predict_step(model)
   replicated = parallel.replicate(params)
   index, scores, errors = [], [], {}
-  began = time.time()
-  with tqdm.tqdm(total=end - start, unit='image', desc='Scoring',
-                 disable=not progress) as bar:
+  began, first_done = time.time(), None
+  with progress_lib.bar(end - start, 'Scoring', leave=True, enabled=progress) as bar:
     batches = _batches(config, paths, range(start, end), b, count, errors, bar)
     for batch, host in parallel.prefetch(batches):
       scores.append(parallel.local_rows(predict_step(replicated, batch))[:, :len(names)])
       index.append(host['id'])
+      first_done = first_done or (time.time(), int((host['id'] >= 0).sum()))
   index = parallel.gather_processes(np.concatenate(index)).reshape(-1)
   scores = parallel.gather_processes(np.concatenate(scores)).reshape(-1, len(names))
   scores = targets.from_unit(config.dataset.name, scores[index >= 0])
   scores = dict(zip(index[index >= 0].tolist(), scores.tolist()))
   seconds = time.time() - began
+  # Every process's first batch waited for the compilation.
+  steady_images = len(scores) - (first_done[1] * parallel.process_count() if first_done else 0)
+  timing = dict(seconds=seconds, steady_seconds=None, steady_images=None)
+  if first_done and steady_images > 0:
+    timing.update(steady_seconds=time.time() - first_done[0], steady_images=steady_images)
   rows = []
   for position, path in enumerate(paths):
     values = scores.get(position, [None] * len(names))
     error = '' if position in scores else errors.get(position) or load(path)[1]
     rows.append({PATH_COLUMN: path, **dict(zip(names, values)), ERROR_COLUMN: error})
-  return rows, seconds
+  return rows, timing
 
 
 def columns(names):
@@ -250,9 +232,7 @@ def write_scores(rows, names, output):
   if output == '-':
     _write_csv(rows, cols, sys.stdout)
     return
-  folder = os.path.dirname(os.path.abspath(output))
-  os.makedirs(folder, exist_ok=True)
-  with open(output, 'w', newline='') as f:
+  with workdir_lib.atomic_file(output) as f:
     if output.lower().endswith('.json'):
       records = [{c: _rounded(row[c]) if c in names else (row[c] or None) for c in cols}
                  for row in rows]
@@ -284,20 +264,26 @@ def read_scores(path):
   return [{k: parse(k, v) for k, v in row.items()} for row in rows]
 
 
-def predict_workdir(workdir, images, output='-', progress=True):
+def predict_workdir(workdir, images, output='-', progress=True, batch_size=None):
   """Scores the files named by `images` with a trained workdir's model; writes `output`.
 
   Returns a summary: {'rows', 'outputs', 'scored', 'failed', 'seconds',
-  'images_per_second'}.
+  'images_per_second' (compilation included), 'steady_images_per_second'
+  (after the first batch; None with one batch)}.
   """
   config, model, params = train.load_trained(workdir)
-  paths = find_images(images)
-  rows, seconds = score_paths(config, model, params, paths, progress=progress)
+  paths = preflight.find_images(images)
+  rows, timing = score_paths(config, model, params, paths, batch_size=batch_size,
+                             progress=progress)
+  seconds = timing['seconds']
   names = train.output_names(config)
   if parallel.is_main_process():
     write_scores(rows, names, output)
   parallel.sync('scores written')
   scored = sum(1 for r in rows if not r[ERROR_COLUMN])
+  steady = (timing['steady_images'] / max(timing['steady_seconds'], 1e-9)
+            if timing['steady_seconds'] else None)
   return dict(rows=rows, outputs=list(names), scored=scored,
               failed=len(rows) - scored, seconds=seconds,
-              images_per_second=scored / max(seconds, 1e-9))
+              images_per_second=scored / max(seconds, 1e-9),
+              steady_images_per_second=steady)

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 
 from aesthetix import checkpoint
 from aesthetix import feature_cache
@@ -24,6 +23,8 @@ from aesthetix import metrics
 from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
+from aesthetix import preflight as preflight_lib
+from aesthetix import progress
 from aesthetix import report
 from aesthetix import targets
 from aesthetix import workdir as workdir_lib
@@ -194,8 +195,7 @@ def train_epoch(config, train_step, state, source, stage_name, stage, epoch, glo
                                            stage.batch_size)
   loss_sum, count, start = 0.0, 0.0, time.time()
   pending = []
-  bar = tqdm.tqdm(total=steps, desc=f'{stage_name} epoch {epoch + 1}/{stage.epochs}',
-                  disable=not parallel.is_main_process(), leave=False)
+  bar = progress.bar(steps, f'{stage_name} epoch {epoch + 1}/{stage.epochs}', unit='step')
   for i, (batch, _) in enumerate(parallel.prefetch(batches)):
     state, m = train_step(state, batch)
     pending.append(m)
@@ -378,6 +378,15 @@ def lock_workdir(workdir):
   return lock
 
 
+def preflight(config):
+  """Everything the run needs that is missing (data, weights), listed at once,
+  before anything is built or written."""
+  data = input_pipeline.data_problem(config)
+  # Without the data the run cannot start: no download then, only the check.
+  weights = model_lib.weights_problem(config.model.backbone_weights, download=data is None)
+  preflight_lib.raise_if_any([data, weights])
+
+
 def train_and_evaluate(config, workdir):
   """Runs (or resumes) both stages, then writes results.json and report.md.
 
@@ -385,6 +394,7 @@ def train_and_evaluate(config, workdir):
   multi-process run (`parallel.initialize` first) every process calls this;
   process 0 alone writes the workdir's files, Orbax the checkpoints.
   """
+  preflight(config)
   lock = lock_workdir(workdir)
   try:
     return _train_and_evaluate(config, workdir)
@@ -429,6 +439,9 @@ def _train_and_evaluate(config, workdir):
   if parallel.is_main_process():
     results = report.write(config, workdir)
     print(report.test_rho_table(results))
+    logging.info('Results in %s and %s; `python run.py --mode=report --workdir=%s` adds '
+                 'the figures.', os.path.join(workdir, workdir_lib.REPORT_FILE),
+                 os.path.join(workdir, workdir_lib.RESULTS_FILE), workdir)
   parallel.sync('report')
   return 0
 

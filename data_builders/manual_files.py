@@ -176,6 +176,15 @@ def find_source(manual_dir, candidates, what):
       f'these there: {", ".join(candidates)}.')
 
 
+def missing_sources(manual_dir, required):
+  """What of `required` ((what, candidates) pairs) has none of its candidates in
+  `manual_dir`: one line each, for a check before a build."""
+  manual_dir = pathlib.Path(manual_dir)
+  return [f'{what}: none of {", ".join(candidates)} in {manual_dir}'
+          for what, candidates in required
+          if not any((manual_dir / c).exists() for c in candidates)]
+
+
 def find_file(manual_dir, candidates):
   """Path of the first of `candidates` (relative to `manual_dir`) that exists, or None."""
   for c in candidates:

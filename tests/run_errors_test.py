@@ -82,3 +82,12 @@ def test_a_read_only_workdir_is_one_line(copy, capsys):
     undo()
   assert code == 2
   assert f'Cannot write {copy}/' in error_line(stderr)
+
+
+def test_evaluate_on_missing_other_data_names_the_flag_that_mode_takes(trained, capsys,
+                                                                       tmp_path):
+  code, stderr = run_py(capsys, '--mode=evaluate', f'--workdir={trained[1]}',
+                        '--eval_dataset=eva', f'--data_dir={tmp_path / "data"}',
+                        f'--manual_dir={tmp_path / "nothing"}')
+  assert code == 2
+  assert '--manual_dir=DIR (--mode=evaluate)' in error_line(stderr)

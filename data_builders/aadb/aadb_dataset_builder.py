@@ -140,6 +140,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Official train/validation/TestNew lists.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  # What a build reads from the manual dir ((what, candidates): one of each).
+  REQUIRED_MANUAL = (('AADB label lists', LABEL_SOURCES),
+                     ('AADB train/validation images', TRAIN_VAL_IMAGE_SOURCES),
+                     ('AADB test images', TEST_IMAGE_SOURCES))
 
   def __init__(self, *, skip_unreadable=False, **kwargs):
     """skip_unreadable: leave out (and report) images that do not decode, instead of failing."""

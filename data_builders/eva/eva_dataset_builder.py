@@ -145,6 +145,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'votes_filtered.csv; split by eva_split.split_ids.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  # What a build reads from the manual dir ((what, candidates): one of each).
+  REQUIRED_MANUAL = (('EVA votes', VOTES_FILES), ('EVA images', IMAGE_SOURCES))
 
   def __init__(self, *, skip_unreadable=False, num_test=eva_split.NUM_TEST,
                num_validation=eva_split.NUM_VALIDATION, **kwargs):

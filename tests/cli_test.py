@@ -1,0 +1,98 @@
+"""run.py's answers to a newcomer's mistakes: one line, exit 2, within seconds, nothing written.
+
+Each command runs as a user would type it, in a fresh process, so that the
+time includes Python's start-up and every import the mistake costs.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The issue's bound for a mistake that needs no model (JAX and TF load in ~10 s).
+FAST_S = 3.0
+
+
+def run_py(*args, cwd=REPO, **env):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', **env)
+  start = time.time()
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'run.py'), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300)
+  return result, time.time() - start
+
+
+def only_error_line(stderr):
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  errors = [line for line in lines if line.startswith('error: ')]
+  assert len(errors) == 1 and 'Traceback' not in stderr, stderr
+  return errors[0]
+
+
+MISTAKES = [
+    (['--config=configs/demoo.py', '--workdir={w}'],
+     '--config=configs/demoo.py: no such file. Config files: configs/aadb.py, '
+     'configs/demo.py, configs/eva.py'),
+    (['--config=configs/demo.py', '--config.model.dropoutt=0.3', '--workdir={w}'],
+     "--config.model.dropoutt: configs/demo.py has no field 'dropoutt' (did you mean "
+     "'dropout'?)"),
+    (['--config=configs/demo.py', '--config.model.dropout=abc', '--workdir={w}'],
+     "--config.model.dropout=abc: could not convert string to float: 'abc'"),
+    (['--config=configs/demo.py:nope', '--workdir={w}'],
+     "Unknown config variant 'nope'; known: multi_task, separate_outputs, single_task"),
+    (['--workdir={w}'], '--mode=train needs --config=configs/aadb.py'),
+    (['--mode=predict', '--workdir={w}'], '--mode=predict needs --images=PHOTOS'),
+    (['--modee=predict'], 'Unknown flag --modee; did you mean --mode?'),
+    (['--mode=predict', '--workdir={w}', '--images=photos'],
+     '--workdir={w} does not exist'),
+    (['--config=configs/demo.py', '--workdir={w}', 'extra'], "Unexpected arguments ['extra']"),
+    (['--mode=gradcam', '--workdir={w}', '--images=photos', '--output={w}/cams'],
+     '2 things are missing or wrong'),
+]
+
+
+@pytest.mark.parametrize('args, message', MISTAKES)
+def test_a_mistake_is_one_line_exit_2_fast_and_writes_nothing(tmp_path, args, message):
+  workdir = str(tmp_path / 'w')
+  result, seconds = run_py(*(a.format(w=workdir) for a in args))
+  assert result.returncode == 2, result.stderr
+  error = only_error_line(result.stderr)  # A list of problems follows it, one per line.
+  assert message.format(w=workdir) in (error if '\n  - ' not in result.stderr
+                                       else result.stderr)
+  assert seconds < FAST_S, f'{seconds:.1f} s'
+  assert sorted(os.listdir(tmp_path)) == []  # No workdir, no config.json.tmp.
+
+
+def test_an_unwritable_output_is_found_before_any_scoring(tmp_path):
+  (tmp_path / 'photo.png').write_bytes(b'')
+  result, seconds = run_py('--mode=predict', f'--workdir={tmp_path}', '--images=photo.png',
+                           '--output=/proc/no/scores.csv', cwd=str(tmp_path))
+  assert result.returncode == 2 and seconds < FAST_S
+  assert '/proc/no/scores.csv cannot be written' in result.stderr
+
+
+def test_a_mode_warns_about_flags_it_ignores(tmp_path):
+  result, _ = run_py('--mode=predict', f'--workdir={tmp_path}/w', '--images=x',
+                     '--config=configs/demo.py', '--target=Light')
+  assert "warning: --mode=predict ignores --config (it uses the workdir's own config.json)" \
+      in result.stderr
+  assert 'warning: --mode=predict ignores --target.' in result.stderr
+
+
+def test_a_traceback_only_with_verbosity(tmp_path):
+  result, _ = run_py('--mode=predict', f'--workdir={tmp_path}/w', '--images=x',
+                     '--verbosity=1', cwd=str(tmp_path))
+  assert result.returncode == 2 and 'Traceback' in result.stderr
+
+
+def test_missing_data_and_weights_are_listed_together_before_anything_is_written(tmp_path):
+  result, _ = run_py('--config=configs/aadb.py', f'--workdir={tmp_path}/w',
+                     f'--config.dataset.data_dir={tmp_path}/data',
+                     KERAS_HOME=str(tmp_path / 'keras'))  # No weights there.
+  assert result.returncode == 2, result.stderr
+  assert '2 things are missing or wrong' in result.stderr
+  assert 'AADB label lists: none of imgListFiles_label' in result.stderr
+  assert 'VGG16 ImageNet weights not found' in result.stderr
+  assert not os.path.exists(tmp_path / 'w')
