@@ -39,6 +39,7 @@ import numpy as np
 from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
+from aesthetix import progress
 from aesthetix import vgg16
 from aesthetix import workdir as workdir_lib
 
@@ -279,12 +280,16 @@ def compute(config, model, params, split, views, layer, kinds, write):
                                          shape=(end - start,) + shapes[kind])
          for kind in write}
   batches = input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size)
-  for i, (batch, host) in enumerate(parallel.prefetch(view_batches(batches, views))):
-    result = step(params, batch)
-    keep = host['mask']
-    rows = host['index'][keep] - start
-    for kind in write:
-      out[kind][rows, i % views] = parallel.local_rows(result[kind])[keep]
+  total = input_pipeline.num_examples(config, split) * views  # All processes' images.
+  with progress.bar(total, f'Caching frozen layers of {split}'
+                    + (' and its mirror images' if views > 1 else '')) as bar:
+    for i, (batch, host) in enumerate(parallel.prefetch(view_batches(batches, views))):
+      result = step(params, batch)
+      keep = host['mask']
+      rows = host['index'][keep] - start
+      for kind in write:
+        out[kind][rows, i % views] = parallel.local_rows(result[kind])[keep]
+      bar.update(int(keep.sum()) * parallel.process_count())
   for kind, path in write.items():
     out[kind].flush()
     del out[kind]

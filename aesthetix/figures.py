@@ -12,6 +12,7 @@ import math
 import os
 
 from absl import logging
+import matplotlib
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -35,6 +36,19 @@ GRID_COLUMNS = 4
 PANEL_COLUMNS = 4  # Scatter panels per row.
 DPI = 120
 POINT_SIZE = 10
+# Scatter axes reach this share of the range beyond it, so that points at the
+# limits (sigmoid outputs at 0 or 1) are drawn whole, not cut in half.
+SCATTER_PAD = 0.04
+# The heatmaps are drawn at the width of one column of a two-column paper
+# (3.5 in), stacked, with cell values in a size that stays legible there, and
+# printed at print resolution.
+COLUMN_WIDTH_IN = 3.5
+HEATMAP_CELL_FONT_PT = 5
+HEATMAP_LABEL_FONT_PT = 6.5
+HEATMAP_DPI = 300
+HEATMAP_CMAP = 'RdBu_r'
+# Relative luminance above which black text has more contrast than white (WCAG).
+LIGHT_CELL = 0.179
 
 
 def final_predictions(workdir, split):
@@ -54,10 +68,11 @@ def _save(fig, path):
 
 def _scatter_panel(ax, true, pred, name, value_range):
   lo, hi = value_range
+  pad = SCATTER_PAD * (hi - lo)
   ax.scatter(true, pred, s=POINT_SIZE, alpha=0.6, edgecolors='none')
   ax.plot([lo, hi], [lo, hi], color='gray', linewidth=1, linestyle='--', label='y = x')
-  ax.set_xlim(lo, hi)
-  ax.set_ylim(lo, hi)
+  ax.set_xlim(lo - pad, hi + pad)
+  ax.set_ylim(lo - pad, hi + pad)
   ax.set_aspect('equal')
   rho = metrics.output_metrics([name], true[:, None], pred[:, None])[name]['spearman']
   ax.set_title(f'{name} (rho {rho:.3f})' if np.isfinite(rho) else name)
@@ -114,22 +129,50 @@ def image_grid(path, images, true, pred, name, title):
   return _save(fig, path)
 
 
+def text_color(rgba):
+  """'black' on a light cell, 'white' on a dark one (relative luminance of sRGB)."""
+  linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+  luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+  return 'black' if luminance > LIGHT_CELL else 'white'
+
+
+def cell_label(value):
+  """A correlation in two decimals without the leading zero (-.61), n/a if undefined."""
+  if value is None or not np.isfinite(value):
+    return 'n/a'
+  text = f'{value:.2f}'
+  return {'1.00': '1', '-1.00': '-1'}.get(text, text.replace('0.', '.', 1))
+
+
 def rank_correlations(path, names, truth, prediction):
-  """Fig. 9/14: Spearman rho between outputs [n, n], ground truth and predictions."""
-  fig = Figure(figsize=(2 * (0.45 * len(names) + 2), 0.45 * len(names) + 2),
-               layout='constrained')
-  axes = fig.subplots(1, 2)
+  """Fig. 9/14: Spearman rho between outputs [n, n], ground truth above predictions.
+
+  Drawn one paper column wide; each cell's value is written in black or white
+  by the cell's brightness; undefined correlations (a constant output) are
+  grey and read n/a.
+  """
+  cmap = matplotlib.colormaps[HEATMAP_CMAP].with_extremes(bad='0.85')
+  n = len(names)
+  fig = Figure(figsize=(COLUMN_WIDTH_IN, 2 * COLUMN_WIDTH_IN + 0.5), layout='constrained')
+  axes = fig.subplots(2, 1)
   for ax, matrix, title in zip(axes, (truth, prediction), ('Ground truth', 'Predictions')):
-    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap='RdBu_r')
-    ax.set_xticks(range(len(names)), names, rotation=90)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_title(title)
-    for i in range(len(names)):
-      for j in range(len(names)):
-        ax.text(j, i, f'{matrix[i][j]:.2f}', ha='center', va='center', fontsize=6)
-  fig.colorbar(image, ax=axes, shrink=0.8, label="Spearman's rho")
-  fig.suptitle('Rank correlations between outputs (test split)')
-  return _save(fig, path)
+    matrix = np.asarray(matrix, float)
+    image = ax.imshow(np.ma.masked_invalid(matrix), vmin=-1, vmax=1, cmap=cmap)
+    ax.set_xticks(range(n), names, rotation=90, fontsize=HEATMAP_LABEL_FONT_PT)
+    ax.set_yticks(range(n), names, fontsize=HEATMAP_LABEL_FONT_PT)
+    ax.set_title(title, fontsize=HEATMAP_LABEL_FONT_PT + 1)
+    for i in range(n):
+      for j in range(n):
+        value = matrix[i, j]
+        color = text_color(cmap(image.norm(value))) if np.isfinite(value) else 'black'
+        ax.text(j, i, cell_label(value), ha='center', va='center', color=color,
+                fontsize=HEATMAP_CELL_FONT_PT)
+  bar = fig.colorbar(image, ax=axes, location='bottom', shrink=0.7, aspect=40)
+  bar.set_label("Spearman's rho", fontsize=HEATMAP_LABEL_FONT_PT)
+  bar.ax.tick_params(labelsize=HEATMAP_LABEL_FONT_PT)
+  with workdir_lib.atomic_file(path, 'wb') as f:
+    fig.savefig(f, dpi=HEATMAP_DPI, format='png')
+  return path
 
 
 def training_curves(path, history, overall):
@@ -187,7 +230,8 @@ def write_all(config, workdir):
   stage, predictions = final_predictions(workdir, split)
   if predictions is not None:
     true, pred = predictions['true'], predictions['pred']
-    where = f'{dataset}, {split} split, after {stage}'
+    where = (f'{dataset}, {split} split, after {report.STAGE_TITLES[stage].lower()} '
+             f'({stage})')
     paths.append(scatter_overall(os.path.join(workdir, SCATTER_OVERALL), dataset,
                                  names[0], true[:, 0], pred[:, 0], where))
     if len(names) > 1:

@@ -15,6 +15,7 @@ from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
 from aesthetix import train
+from tests import progress_recorder
 from tests import tiny
 
 
@@ -157,6 +158,7 @@ os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
 sys.path.insert(0, {repo!r})
 import jax
 from aesthetix import feature_cache, model as model_lib, parallel, train
+from tests import progress_recorder
 from tests import tiny
 config = tiny.config({data!r})
 model = model_lib.build_model(config)
@@ -196,3 +198,15 @@ def test_no_temporary_survives_a_killed_cache_pass_and_a_rerun(setup, tmp_path):
                                          parallel.replicate(params), 'train', 2, kinds)
   assert cached[feature_cache.FEATURES].shape == (tiny.SPLIT_SIZES['train'], 2, 512)
   assert not [n for n in os.listdir(tmp_path) if '.tmp-' in n]
+
+
+def test_the_cache_pass_reports_its_progress(setup, tmp_path, monkeypatch):
+  config, model, params = setup
+  recorder = progress_recorder.Recorder()
+  monkeypatch.setattr(feature_cache.progress, 'bar', recorder)
+  kinds = {feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}
+  feature_cache.load_or_compute(config, str(tmp_path), model, parallel.replicate(params),
+                                'train', 2, kinds)
+  bar, = recorder.bars
+  assert bar['total'] == bar['done'] == tiny.SPLIT_SIZES['train'] * 2
+  assert 'train' in bar['desc'] and 'mirror' in bar['desc']

@@ -4,6 +4,7 @@ import os
 import shutil
 
 from absl import flags
+import matplotlib.axes
 import numpy as np
 from PIL import Image
 import pytest
@@ -80,3 +81,56 @@ def test_constant_outputs_reach_every_table_and_figure_as_undefined(trained, tmp
   paths = figures.write_all(config, workdir)
   assert {os.path.basename(p) for p in paths} >= {figures.SCATTER_OUTPUTS,
                                                    figures.RANK_CORRELATIONS}
+
+
+def test_heatmap_values_are_legible_on_every_cell(tmp_path):
+  names = ['score', 'a', 'b']
+  truth = np.array([[1.0, -0.95, 0.05], [-0.95, 1.0, np.nan], [0.05, np.nan, 1.0]])
+  path = figures.rank_correlations(str(tmp_path / 'rc.png'), names, truth, truth)
+  assert os.path.getsize(path) > 0
+  assert figures.text_color((0.05, 0.19, 0.38, 1)) == 'white'  # Dark blue (-1).
+  assert figures.text_color((0.97, 0.97, 0.97, 1)) == 'black'  # Near white (0).
+  assert figures.text_color((0.4, 0.0, 0.12, 1)) == 'white'  # Dark red (+1).
+  assert [figures.cell_label(v) for v in (1.0, -0.95, 0.05, np.nan)] == [
+      '1', '-.95', '.05', 'n/a']
+
+
+def test_heatmap_text_follows_each_cell(monkeypatch, tmp_path):
+  drawn = []
+  real_text = matplotlib.axes.Axes.text
+
+  def text(self, x, y, s, **kwargs):
+    drawn.append((s, kwargs.get('color')))
+    return real_text(self, x, y, s, **kwargs)
+
+  monkeypatch.setattr(matplotlib.axes.Axes, 'text', text)
+  matrix = np.array([[1.0, 0.0], [0.0, 1.0]])
+  figures.rank_correlations(str(tmp_path / 'rc.png'), ['x', 'y'], matrix, matrix)
+  assert ('1', 'white') in drawn and ('.00', 'black') in drawn
+
+
+def test_a_rerun_of_the_train_command_keeps_the_figures_in_the_report(trained, tmp_path):
+  from aesthetix import train  # pylint: disable=g-import-not-at-top
+  config, source = trained
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(source, workdir)
+  figures.write_all(config, workdir)
+  train.train_and_evaluate(config, workdir)  # Finished: it rewrites the report only.
+  text = open(os.path.join(workdir, workdir_lib.REPORT_FILE)).read()
+  assert text.count(report.FIGURES_HEADING) == 1
+  for name in ALL_FIGURES:
+    assert f']({name})' in text
+
+
+def test_scatter_axes_leave_room_for_points_at_the_limits(tmp_path, monkeypatch):
+  captured = {}
+  real = figures._scatter_panel  # pylint: disable=protected-access
+
+  def panel(ax, *args):
+    real(ax, *args)
+    captured['x'], captured['y'] = ax.get_xlim(), ax.get_ylim()
+
+  true = np.array([0.0, 0.5, 1.0])
+  monkeypatch.setattr(figures, '_scatter_panel', panel)
+  figures.scatter_overall(str(tmp_path / 's.png'), 'aadb', 'score', true, true, 'title')
+  assert captured['x'][0] < 0 and captured['x'][1] > 1 and captured['y'][0] < 0

@@ -11,7 +11,9 @@ import pytest
 
 from aesthetix import input_pipeline
 from aesthetix import predict
+from aesthetix import preflight
 from aesthetix import targets
+from tests import progress_recorder
 from tests import trained_workdir
 
 EXIF_ORIENTATION = 0x0112
@@ -116,7 +118,7 @@ def test_a_jpeg_reaches_the_model_as_training_images_do(trained, photos):
 def test_every_file_gets_a_row_and_bad_ones_an_error(scored, photos):
   summary, output = scored
   rows = by_name(predict.read_scores(output))
-  expected = {os.path.basename(p) for p in predict.find_images(str(photos))}
+  expected = {os.path.basename(p) for p in preflight.find_images(str(photos))}
   assert set(rows) == expected and '.hidden.jpg' not in rows
   assert summary['failed'] == len(BAD_FILES) and summary['scored'] == len(rows) - len(BAD_FILES)
   assert summary['images_per_second'] > 0
@@ -168,11 +170,11 @@ def test_a_copied_workdir_scores_alike_without_the_dataset(scored, trained, phot
 
 
 def test_find_images_takes_a_file_a_folder_or_a_glob(photos):
-  assert predict.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
-  assert predict.find_images(str(photos / '**' / '*.png')) == sorted(
+  assert preflight.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
+  assert preflight.find_images(str(photos / '**' / '*.png')) == sorted(
       str(p) for p in photos.rglob('*.png'))
   with pytest.raises(FileNotFoundError, match='matches no files'):
-    predict.find_images(str(photos / '*.heic'))
+    preflight.find_images(str(photos / '*.heic'))
 
 
 def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
@@ -187,3 +189,24 @@ def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
     flags.FLAGS.unparse_flags()
   records = json.load(open(output))
   assert len(records) == 5 and all(r['error'] is None for r in records)
+
+
+def test_scoring_reports_progress_and_a_steady_rate(trained, photos, tmp_path, monkeypatch):
+  _, workdir = trained
+  recorder = progress_recorder.Recorder()
+  monkeypatch.setattr(predict.progress_lib, 'bar', recorder)
+  files = preflight.find_images(str(photos))
+  summary = predict.predict_workdir(workdir, str(photos), str(tmp_path / 's.csv'),
+                                    batch_size=4)
+  bar, = recorder.bars
+  assert bar['total'] == bar['done'] == len(files)
+  # Batches of 4 (several of them): a rate after the first batch, beside the total one.
+  assert summary['steady_images_per_second'] > 0 and summary['images_per_second'] > 0
+
+
+def test_the_scoring_batch_fits_any_device_count(trained):
+  config, _ = trained
+  assert config.eval_batch_size == 8
+  assert predict.scoring_batch_size(config, devices=3) == 9
+  assert predict.scoring_batch_size(config, devices=2) == 8
+  assert predict.scoring_batch_size(config, devices=3, batch_size=64) == 66
