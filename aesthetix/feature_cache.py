@@ -40,26 +40,15 @@ from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
 from aesthetix import progress
+from aesthetix import steps
 from aesthetix import vgg16
 from aesthetix import workdir as workdir_lib
 
 CACHE_DIR = workdir_lib.CACHE_DIR
-FEATURES = 'features'
-PREFIX = 'prefix'
+FEATURES = steps.FEATURES
+PREFIX = steps.PREFIX
 TRAIN_VIEWS = 2  # The image and its mirror image.
 EVAL_VIEWS = 1
-
-
-def prefix_layer(config, stages):
-  """The last backbone layer below every layer that `stages` train, or None.
-
-  None when no stage trains a backbone layer, or when block1_conv1 trains.
-  """
-  trained = {layer for s in stages for layer in config[s].trainable_layers}
-  if not trained:
-    return None
-  first = min(vgg16.LAYER_NAMES.index(layer) for layer in trained)
-  return vgg16.LAYER_NAMES[first - 1] if first > 0 else None
 
 
 def backbone_digest(params, upto=None):

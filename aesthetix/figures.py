@@ -20,8 +20,8 @@ from aesthetix import input_pipeline
 from aesthetix import metrics
 from aesthetix import parallel
 from aesthetix import report
+from aesthetix import schedule
 from aesthetix import targets
-from aesthetix import train
 from aesthetix import workdir as workdir_lib
 
 SCATTER_OVERALL = workdir_lib.SCATTER_OVERALL
@@ -53,7 +53,7 @@ LIGHT_CELL = 0.179
 
 def final_predictions(workdir, split):
   """(stage, {'ids', 'true', 'pred'}) of the last stage with saved predictions, or (None, None)."""
-  for stage in reversed(train.STAGES):
+  for stage in reversed(schedule.STAGES):
     predictions = workdir_lib.load_predictions(workdir, stage, split)
     if predictions is not None:
       return stage, predictions
@@ -180,12 +180,12 @@ def training_curves(path, history, overall):
   fig = Figure(figsize=(10, 4), layout='constrained')
   loss_ax, rho_ax = fig.subplots(1, 2)
   epoch = 0
-  for stage in train.STAGES:
+  for stage in schedule.STAGES:
     records = [h for h in history if h['stage'] == stage]
     if not records:
       continue
     x = [epoch + h['epoch'] for h in records]
-    label = f'{report.STAGE_TITLES[stage]} ({stage})'
+    label = f'{schedule.STAGE_TITLES[stage]} ({stage})'
     loss_ax.plot(x, [h['train_loss'] for h in records], marker='o', label=label)
     rho_ax.plot(x, [h['validation'][overall]['spearman'] for h in records],
                 marker='o', label=label)
@@ -224,13 +224,13 @@ def test_images(config, split, ids):
 def write_all(config, workdir):
   """Writes every figure the workdir has data for; returns the PNG paths."""
   split = config.dataset.test_split
-  names = list(train.output_names(config))
+  names = list(targets.model_output_names(config))
   dataset = config.dataset.name
   paths = []
   stage, predictions = final_predictions(workdir, split)
   if predictions is not None:
     true, pred = predictions['true'], predictions['pred']
-    where = (f'{dataset}, {split} split, after {report.STAGE_TITLES[stage].lower()} '
+    where = (f'{dataset}, {split} split, after {schedule.STAGE_TITLES[stage].lower()} '
              f'({stage})')
     paths.append(scatter_overall(os.path.join(workdir, SCATTER_OVERALL), dataset,
                                  names[0], true[:, 0], pred[:, 0], where))

@@ -39,7 +39,7 @@ SUFFIX = '_gradcam.png'
 
 def target_index(config, target=None):
   """Position of output `target` (default: the overall score) among the model's outputs."""
-  names = list(train.output_names(config))
+  names = list(targets.model_output_names(config))
   if target is None:
     return 0
   lowered = [n.lower() for n in names]
@@ -173,7 +173,7 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_siz
   config, model, params = train.load_trained(workdir)
   layer = check_layer(layer or DEFAULT_LAYER)
   index = target_index(config, target)
-  names = train.output_names(config)
+  names = targets.model_output_names(config)
   paths = preflight.find_images(images)
   root = images if os.path.isdir(os.path.expanduser(images)) else None
   destinations = output_paths(paths, out_dir, root)

@@ -4,7 +4,7 @@
 workdir alone (config.json and the latest checkpoint), reads every image Pillow
 can read, resizes it exactly as training resized its images
 (`input_pipeline.resize_image`) and writes one row per file: the path, one
-column per output (`train.output_names`, mapped by `targets.from_unit` to the
+column per output (`targets.model_output_names`, mapped by `targets.from_unit` to the
 training dataset's own scale) and an error column. A file that cannot be read
 gets its error and no scores; it never stops the batch.
 """
@@ -27,6 +27,7 @@ from aesthetix import input_pipeline
 from aesthetix import parallel
 from aesthetix import preflight
 from aesthetix import progress as progress_lib
+from aesthetix import steps
 from aesthetix import targets
 from aesthetix import train
 from aesthetix import workdir as workdir_lib
@@ -183,13 +184,13 @@ def score_paths(config, model, params, paths, batch_size=None, progress=True):
   batch (None with a single batch). In a multi-process run each process scores
   its part of `paths`; every process returns all rows.
   """
-  names = train.output_names(config)
+  names = targets.model_output_names(config)
   batch_size = scoring_batch_size(config, batch_size=batch_size)
   b = parallel.process_batch_size(batch_size)
   start, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
   count = -(-(last - first) // b)
-  predict_step = train.make_predict_step(model)
+  predict_step = steps.make_predict_step(model)
   replicated = parallel.replicate(params)
   index, scores, errors = [], [], {}
   began, first_done = time.time(), None
@@ -276,7 +277,7 @@ def predict_workdir(workdir, images, output='-', progress=True, batch_size=None)
   rows, timing = score_paths(config, model, params, paths, batch_size=batch_size,
                              progress=progress)
   seconds = timing['seconds']
-  names = train.output_names(config)
+  names = targets.model_output_names(config)
   if parallel.is_main_process():
     write_scores(rows, names, output)
   parallel.sync('scores written')

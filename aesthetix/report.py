@@ -11,10 +11,10 @@ import numpy as np
 
 from aesthetix import checkpoint
 from aesthetix import metrics
+from aesthetix import schedule
 from aesthetix import targets
 from aesthetix import workdir as workdir_lib
 
-STAGE_TITLES = {'stage1': 'Training', 'stage2': 'Fine-tuning'}
 FIGURES_HEADING = '## Figures'
 
 
@@ -25,7 +25,6 @@ def read_history(workdir):
   A config change that started a stage again (see checkpoint.claim_workdir)
   drops that stage's earlier records.
   """
-  from aesthetix import train  # pylint: disable=g-import-not-at-top
   validation, test = {}, {}
   for record in workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE)):
     if 'config_change' in record:
@@ -37,22 +36,21 @@ def read_history(workdir):
     elif 'test' in record:
       test[record['stage']] = record['test']
   history = [validation[k] for k in sorted(validation, key=lambda k: (
-      train.STAGES.index(k[0]), k[1]))]
+      schedule.STAGES.index(k[0]), k[1]))]
   return history, test
 
 
 def build_results(config, workdir, split=None):
   """The results dict of a finished run (see `write`)."""
-  from aesthetix import train  # pylint: disable=g-import-not-at-top
   split = split or config.dataset.test_split
-  names = list(train.output_names(config))
+  names = list(targets.model_output_names(config))
   history, _ = read_history(workdir)
   stages = {}
-  for stage in train.STAGES:
+  for stage in schedule.STAGES:
     predictions = workdir_lib.load_predictions(workdir, stage, split)
     if predictions is not None:
       stages[stage] = metrics.output_metrics(names, predictions['true'], predictions['pred'])
-  final = workdir_lib.load_predictions(workdir, train.STAGES[-1], split)
+  final = workdir_lib.load_predictions(workdir, schedule.STAGES[-1], split)
   results = dict(dataset=config.dataset.name, outputs=names, split=split,
                  stages=stages, history=history,
                  paper=dict(overall_rho=config.paper.overall_rho or None),
@@ -85,8 +83,8 @@ def fmt_metric(x, digits=4):
 
 def test_rho_table(results):
   """Spearman's rho per output on the test split, after each stage."""
-  stages = [s for s in STAGE_TITLES if s in results['stages']]
-  rows = ['| Output | ' + ' | '.join(STAGE_TITLES[s] for s in stages) + ' |',
+  stages = [s for s in schedule.STAGE_TITLES if s in results['stages']]
+  rows = ['| Output | ' + ' | '.join(schedule.STAGE_TITLES[s] for s in stages) + ' |',
           '|---|' + '---:|' * len(stages)]
   for name in results['outputs']:
     rows.append(f'| {name} | ' + ' | '.join(
@@ -176,7 +174,7 @@ def markdown(results):
     parts += ['## Spearman rho per output after each stage (Table 5 / Table 10 style)',
               test_rho_table(results)]
     for stage, m in results['stages'].items():
-      parts += [f'### {STAGE_TITLES[stage]} ({stage}): all metrics', metrics_table(m)]
+      parts += [f'### {schedule.STAGE_TITLES[stage]} ({stage}): all metrics', metrics_table(m)]
   if 'score_intervals' in results:
     parts += ['## Ground-truth intervals of the overall score (Table 3 / Table 9 style)',
               _intervals_table(results)]

@@ -109,3 +109,10 @@ def from_unit(name, values):
   """[0, 1] -> dataset scale; the inverse of `to_unit`. values: [..., n]."""
   lo, hi = ranges(name, values.shape[-1])
   return values * (hi - lo) + lo
+
+
+def model_output_names(config):
+  """Names of the model's outputs for `config`: all K+1 of its dataset, or the
+  overall score alone (config.model.tasks 'overall')."""
+  names = output_names(config.dataset.name)
+  return names if config.model.tasks == 'multi' else names[:1]

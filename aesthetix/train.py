@@ -12,11 +12,10 @@ import time
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from aesthetix import checkpoint
+from aesthetix import device_defaults
 from aesthetix import feature_cache
 from aesthetix import input_pipeline
 from aesthetix import metrics
@@ -26,10 +25,12 @@ from aesthetix import parallel
 from aesthetix import preflight as preflight_lib
 from aesthetix import progress
 from aesthetix import report
+from aesthetix import schedule
+from aesthetix import steps
 from aesthetix import targets
 from aesthetix import workdir as workdir_lib
 
-STAGES = ('stage1', 'stage2')
+STAGES = schedule.STAGES
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -40,79 +41,12 @@ class CollapsedPredictionsError(FloatingPointError):
   """The model predicts the same value for every image: the run diverged."""
 
 
-def output_names(config):
-  """Names of the model's outputs: all K+1, or the overall score alone."""
-  names = targets.output_names(config.dataset.name)
-  return names if config.model.tasks == 'multi' else names[:1]
-
-
-def squared_error(pred, target):
-  """Per-example MSE over the outputs. pred [B, n], target [B, >=n] -> [B]."""
-  return jnp.mean((pred - target[:, :pred.shape[-1]]) ** 2, axis=-1)
-
-
-def model_inputs(model, batch, prefix_layer=None):
-  """(input, apply method, its keyword arguments) for a batch.
-
-  Cached 'features' feed the head, a cached 'prefix' (the output of
-  `prefix_layer`) the rest of the network, 'image' the whole model.
-  """
-  if feature_cache.FEATURES in batch:
-    return batch[feature_cache.FEATURES], model.head_only, {}
-  if feature_cache.PREFIX in batch:
-    return (batch[feature_cache.PREFIX], model.from_activations,
-            {'start_after': prefix_layer})
-  return batch['image'], model.__call__, {}
-
-
-def make_train_step(model, optimizer, labels, num_devices=None, prefix_layer=None):
-  """Data-parallel (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
-
-  The loss is the mean over the real (mask True) examples of the global batch,
-  so a step on any number of devices computes the same update. A batch holds
-  'image', or the cached output of frozen layers (see `model_inputs`).
-  """
-  def step(state, batch):
-    rng = jax.random.fold_in(jax.random.fold_in(state['rng'], state['step']),
-                             parallel.device_index())
-    mask = batch['mask'].astype(jnp.float32)
-    count = parallel.psum(jnp.sum(mask))
-
-    def loss_fn(params):
-      params = optim.stop_frozen_gradients(params, labels)
-      inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
-      pred = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng},
-                         method=method, **kwargs)
-      return jnp.sum(squared_error(pred, batch['target']) * mask) / jnp.maximum(count, 1)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state['params'])
-    # Only trainable gradients cross devices; frozen ones are zero everywhere.
-    grads = jax.tree_util.tree_map(
-        lambda g, label: parallel.psum(g) if label == optim.TRAIN else g, grads, labels)
-    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
-    new_state = dict(state, params=optax.apply_updates(state['params'], updates),
-                     opt_state=opt_state, step=state['step'] + 1)
-    return new_state, {'loss_sum': parallel.psum(loss) * count, 'count': count}
-
-  return parallel.per_device(step, in_specs=(parallel.REPLICATED, parallel.SHARDED),
-                             out_specs=(parallel.REPLICATED, parallel.REPLICATED),
-                             donate_argnums=(0,), num_devices=num_devices)
-
-
-def make_predict_step(model, prefix_layer=None):
-  """Data-parallel (params, batch) -> predictions [B, n] in [0, 1]."""
-  def predict(params, batch):
-    inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
-    return model.apply({'params': params}, inputs, train=False, method=method, **kwargs)
-  return parallel.per_device(predict, in_specs=(parallel.REPLICATED, parallel.SHARDED),
-                             out_specs=parallel.SHARDED)
-
-
 class Source:
   """Where a stage's batches come from: images, or a cache of frozen layers.
 
-  kind: None (decode images), feature_cache.FEATURES or feature_cache.PREFIX;
-  arrays: {split: [shard examples, views, ...]}; layer: the prefix's last layer.
+  kind: None (decode images), steps.FEATURES or steps.PREFIX; arrays: {split:
+  [split examples, views, ...]} (feature_cache.Rows); layer: the prefix's last
+  layer.
   """
 
   def __init__(self, config, kind=None, arrays=None, layer=None):
@@ -134,10 +68,10 @@ class Source:
                                                batch_size=batch_size, key=self.kind)
 
   def train_step(self, model, optimizer, labels):
-    return make_train_step(model, optimizer, labels, prefix_layer=self.layer)
+    return steps.make_train_step(model, optimizer, labels, prefix_layer=self.layer)
 
   def predict_step(self, model):
-    return make_predict_step(model, prefix_layer=self.layer)
+    return steps.make_predict_step(model, prefix_layer=self.layer)
 
 
 def predict_split(config, predict_step, params, split, source=None):
@@ -163,40 +97,29 @@ def predict_split(config, predict_step, params, split, source=None):
 
 def evaluate_split(config, predict_step, params, split, source=None):
   """Metrics per output in the dataset's scale, and the predictions behind them."""
-  names = output_names(config)
+  names = targets.model_output_names(config)
   ids, true, pred = predict_split(config, predict_step, params, split, source)
   true = targets.from_unit(config.dataset.name, true[:, :len(names)])
   pred = targets.from_unit(config.dataset.name, pred)
   return metrics.output_metrics(names, true, pred), dict(ids=ids, true=true, pred=pred)
 
 
-def initial_state(config, model, rng):
-  init_rng, train_rng = jax.random.split(rng)
-  params = model_lib.initial_params(config, model, init_rng)
-  return {'params': params, 'step': np.int64(0), 'rng': train_rng}
-
-
-def stage_state(state, optimizer):
-  """The state with a fresh optimizer (each stage starts its own Adam)."""
-  return dict(state, opt_state=optimizer.init(state['params']))
-
-
-def epoch_offset(config, stage_index):
-  """Epochs finished before stage `stage_index` starts."""
-  return sum(config[s].epochs for s in STAGES[:stage_index])
-
-
 def train_epoch(config, train_step, state, source, stage_name, stage, epoch, global_epoch):
   """Epoch `epoch` (of the stage) over the training split, its order drawn for
-  `global_epoch`; returns (state, mean loss, images/s)."""
+  `global_epoch`; returns (state, mean loss, images/s, seconds, seconds the
+  host spent waiting for its batches)."""
   parallel.host_batch_size(stage.batch_size)  # A clear error for an uneven batch.
   batches = source.train(batch_size=stage.batch_size, epoch=global_epoch)
   steps = input_pipeline.num_train_batches(config, config.dataset.train_split,
                                            stage.batch_size)
-  loss_sum, count, start = 0.0, 0.0, time.time()
+  loss_sum, count, start, waited = 0.0, 0.0, time.time(), 0.0
   pending = []
   bar = progress.bar(steps, f'{stage_name} epoch {epoch + 1}/{stage.epochs}', unit='step')
-  for i, (batch, _) in enumerate(parallel.prefetch(batches)):
+  batches = iter(parallel.prefetch(batches))
+  for i in range(steps):
+    asked = time.perf_counter()
+    batch, _ = next(batches)
+    waited += time.perf_counter() - asked
     state, m = train_step(state, batch)
     pending.append(m)
     if (i + 1) % config.log_every_steps == 0 or i + 1 == steps:
@@ -207,7 +130,8 @@ def train_epoch(config, train_step, state, source, stage_name, stage, epoch, glo
       bar.set_postfix(loss=f'{loss_sum / max(count, 1):.4f}')
     bar.update(1)
   bar.close()
-  return state, loss_sum / max(count, 1), count / (time.time() - start)
+  seconds = time.time() - start
+  return state, loss_sum / max(count, 1), count / seconds, seconds, waited
 
 
 def _collect(step_metrics):
@@ -241,7 +165,7 @@ def collapsed_outputs(names, pred):
 
 
 def _check_not_collapsed(config, predictions, stage_name, stage, epoch, last_good):
-  names = output_names(config)
+  names = targets.model_output_names(config)
   collapsed = collapsed_outputs(names, predictions['pred'])
   if not collapsed:
     return
@@ -287,7 +211,7 @@ def restore_latest(config, workdir, mngr, fresh):
   WORKDIR/damaged/ (never deleted) and named in the log."""
   def restore(number):
     meta = checkpoint.restore_meta(mngr, number)
-    like = stage_state(fresh, optim.stage_optimizer(config[STAGES[meta['stage_index']]],
+    like = steps.stage_state(fresh, optim.stage_optimizer(config[STAGES[meta['stage_index']]],
                                                     fresh['params']))
     return meta, checkpoint.restore(mngr, number, like)
 
@@ -332,7 +256,7 @@ def cached_kinds(config, stage_index, params):
   """
   stage = config[STAGES[stage_index]]
   kinds = {}
-  prefix = (feature_cache.prefix_layer(config, STAGES[stage_index:])
+  prefix = (steps.prefix_layer(config, STAGES[stage_index:])
             if config.prefix_cache else None)
   if prefix is not None:
     kinds[feature_cache.PREFIX] = (prefix, feature_cache.backbone_digest(params, prefix))
@@ -411,10 +335,14 @@ def _train_and_evaluate(config, workdir):
   if change is not None:
     append_metrics(workdir, dict(config_change=change))
   parallel.sync('claim workdir')
+  config, origin = device_defaults.resolve(config)
+  logging.info('Caches: stage-1 features %s, block4 prefix %s (%s).',
+               'on' if config.feature_cache else 'off', 'on' if config.prefix_cache else 'off',
+               ', '.join(f'{k} from the {v}' for k, v in origin.items()))
   model = model_lib.build_model(config)
-  fresh = initial_state(config, model, jax.random.PRNGKey(config.seed))
+  fresh = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
   mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep,
-                            keep=(epoch_offset(config, 1),))
+                            keep=(schedule.epoch_offset(config, 1),))
   start_stage, start_epoch, state = restore_latest(config, workdir, mngr, fresh)
   state = state or fresh
   write_split_lists(config, workdir)
@@ -459,7 +387,7 @@ def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
     start = time.time()
     optimizer = optim.stage_optimizer(stage, state['params'])
     if first_epoch == 0:
-      state = stage_state(state, optimizer)
+      state = steps.stage_state(state, optimizer)
     replicated = parallel.replicate(state)
     source = stage_source(config, workdir, model, replicated['params'], state['params'],
                           stage_index)
@@ -485,11 +413,11 @@ def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_inde
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   train_step = source.train_step(model, optimizer, labels)
   predict_step = source.predict_step(model)
-  overall = output_names(config)[0]
+  overall = targets.model_output_names(config)[0]
   for epoch in range(first_epoch, stage.epochs):
-    global_epoch = epoch_offset(config, stage_index) + epoch
-    state, loss, images_per_s = train_epoch(config, train_step, state, source, stage_name,
-                                            stage, epoch, global_epoch)
+    global_epoch = schedule.epoch_offset(config, stage_index) + epoch
+    state, loss, images_per_s, seconds, input_s = train_epoch(
+        config, train_step, state, source, stage_name, stage, epoch, global_epoch)
     val, predictions = evaluate_split(config, predict_step, state['params'],
                                       config.dataset.val_split, source)
     _check_not_collapsed(config, predictions, stage_name, stage, epoch, global_epoch)
@@ -499,7 +427,8 @@ def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_inde
                  stage_name, epoch + 1, stage.epochs, loss, overall,
                  val[overall]['spearman'], images_per_s)
     append_metrics(workdir, dict(stage=stage_name, epoch=epoch + 1, train_loss=loss,
-                               images_per_second=images_per_s, validation=val))
+                                 images_per_second=images_per_s, epoch_seconds=seconds,
+                                 input_wait_seconds=input_s, validation=val))
   return state
 
 
@@ -510,7 +439,7 @@ def test_stage(config, workdir, model, params, source, stage_name):
   save_predictions(workdir, stage_name, config.dataset.test_split, predictions)
   append_metrics(workdir, dict(stage=stage_name, test=test))
   parallel.sync(f'{stage_name} test predictions')
-  overall = output_names(config)[0]
+  overall = targets.model_output_names(config)[0]
   logging.info('%s test rho(%s) %.4f', stage_name, overall, test[overall]['spearman'])
 
 
@@ -541,9 +470,9 @@ def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None,
     eval_config.dataset.builder_kwargs = builder_kwargs
     eval_config.model.tasks = 'overall'
   split = eval_config.dataset.test_split
-  _, true, pred = predict_split(eval_config, make_predict_step(model),
+  _, true, pred = predict_split(eval_config, steps.make_predict_step(model),
                                 parallel.replicate(params), split)
-  names = output_names(eval_config)
+  names = targets.model_output_names(eval_config)
   n = len(names)
   true = targets.from_unit(eval_config.dataset.name, true[:, :n])
   pred = targets.from_unit(eval_config.dataset.name, pred[:, :n])

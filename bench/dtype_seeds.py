@@ -25,6 +25,7 @@ from ml_collections import config_flags
 
 from aesthetix import checkpoint
 from aesthetix import report
+from aesthetix import schedule
 from aesthetix import train
 from aesthetix import workdir as workdir_lib
 from bench import paired
@@ -58,7 +59,7 @@ def run_once(config, workdir):
 
 def _finished(config, workdir):
   return all(workdir_lib.load_predictions(workdir, stage, config.dataset.test_split) is not None
-             for stage in train.STAGES)
+             for stage in schedule.STAGES)
 
 
 def markdown_table(seeds, rhos, seconds, dataset):

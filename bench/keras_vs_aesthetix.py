@@ -30,7 +30,6 @@ same results in distribution, or not) and each seed's wall times and speed-ups.
 
 import dataclasses
 import os
-import platform
 import tempfile
 import time
 
@@ -41,11 +40,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import keras
 import numpy as np
 import tensorflow as tf
 
+from aesthetix import device_defaults
 from aesthetix import feature_cache
 from aesthetix import input_pipeline
 from aesthetix import metrics
@@ -53,9 +52,13 @@ from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
 from aesthetix import report
+from aesthetix import schedule
+from aesthetix import steps
+from aesthetix import targets
 from aesthetix import train
 from aesthetix import workdir as workdir_lib
 from bench import paired
+from bench import rates
 from configs import aadb
 from configs import demo
 from tests import keras_reference
@@ -80,7 +83,6 @@ ROWS = RATE_ROWS + TIME_ROWS  # Steady state needs 2+ epochs in the stage, else 
 # Forward passes over the training images that the stage 1 feature cache
 # makes: each image as stored and flipped.
 CACHED_PASSES_PER_IMAGE = 2
-WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
 # Keras' initial weights for the run's seed, which both sides start from.
 INITIAL_WEIGHTS_FILE = 'initial.weights.h5'
 # Keras' weights after its stage 1: aesthetix's stage 2 start with --same_stage2_start.
@@ -148,57 +150,12 @@ def split_arrays(config, split):
 # ------------------------------------------------------------------ the machine
 
 
-def matmul_gflops(n, reps=5):
-  """Best measured float32 [n, n] @ [n, n] rate of JAX's default device, GFLOP/s."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-  best = float('inf')
-  for _ in range(reps):
-    start = time.perf_counter()
-    dot(a, a).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2 * n ** 3 / best / 1e9
-
-
-def cpu_model():
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def machine_line(keras_device, keras_xla):
   d = jax.devices()[0]
-  return (f'{cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} on '
+  return (f'{rates.cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} on '
           f'{jax.device_count()} x {d.device_kind} ({d.platform}); Keras '
           f'{keras.__version__} on TensorFlow {tf.__version__} ({keras_device}, XLA '
           f'{"on" if keras_xla else "off"})')
-
-
-def median_rate(call, batch_images, timed_steps):
-  """Images/s of `call()` (which waits for its result): the median of `timed_steps`
-  calls after warm-up, robust to other processes' bursts on a shared machine."""
-  for _ in range(WARMUP_STEPS):
-    call()
-  seconds = []
-  for _ in range(timed_steps):
-    start = time.perf_counter()
-    call()
-    seconds.append(time.perf_counter() - start)
-  return batch_images / float(np.median(seconds))
-
-
-def flops_of(compiled):
-  """FLOPs XLA counts in a compiled program (cost_analysis: a dict, or a list of them)."""
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float(cost['flops'])
 
 
 # ------------------------------------------------------------------ Keras
@@ -322,7 +279,7 @@ def keras_schedule(config, data, stage1_weights=None):
   # bench_config gives both stages (and evaluation) one batch size.
   datasets = keras_datasets(config, data, config.stage1.batch_size)
   seconds, timers, predictions = {}, {}, {}
-  for name in train.STAGES:
+  for name in schedule.STAGES:
     stage = config[name]
     for layer in convs:
       layer.trainable = layer.trainable or layer.name in stage.trainable_layers
@@ -330,7 +287,7 @@ def keras_schedule(config, data, stage1_weights=None):
     stage_start = time.perf_counter()
     predictions[name] = keras_stage(model, stage, datasets, timers[name])
     seconds[name] = time.perf_counter() - stage_start
-    if name == train.STAGES[0] and stage1_weights:
+    if name == schedule.STAGES[0] and stage1_weights:
       model.save_weights(stage1_weights)
   seconds['whole'] = time.perf_counter() - start
   return model, seconds, timers, predictions
@@ -339,7 +296,7 @@ def keras_schedule(config, data, stage1_weights=None):
 def keras_rhos(config, predictions, test_targets):
   """{stage: paired.rho_pair} of Keras' test predictions (targets in [0, 1]:
   rank correlations need no rescaling to the dataset's scale)."""
-  names = list(train.output_names(config))
+  names = list(targets.model_output_names(config))
   return {stage: paired.rho_pair(names, metrics.output_metrics(names, test_targets, pred))
           for stage, pred in predictions.items()}
 
@@ -351,13 +308,14 @@ def keras_forward_rate(model, images, timed_steps):
   fn = tf.function(lambda x: features(keras_preprocess(x), training=False),
                    jit_compile=bool(model.jit_compile))
   x = tf.constant(images)
-  return median_rate(lambda: fn(x).numpy(), len(images), timed_steps)
+  return rates.median_rate(lambda: fn(x).numpy(), len(images), timed_steps)
 
 
 def keras_step_rate(model, images, targets, timed_steps):
   """Images/s of `train_on_batch` in the model's current (stage 2) configuration."""
   x = keras_preprocess(images).numpy()
-  return median_rate(lambda: model.train_on_batch(x, targets), len(images), timed_steps)
+  return rates.median_rate(lambda: model.train_on_batch(x, targets), len(images),
+                           timed_steps)
 
 
 def keras_stall_note(timers, keras_seconds, our_seconds):
@@ -368,10 +326,10 @@ def keras_stall_note(timers, keras_seconds, our_seconds):
   training, before validation) came from tf.data's autotuning, which
   `keras_dataset` now turns off; the note shows whether any remain.
   """
-  stalls = {name: timers[name].outside_steps() for name in train.STAGES}
+  stalls = {name: timers[name].outside_steps() for name in schedule.STAGES}
   worst = max(max(np.subtract(t.train_seconds, t.step_seconds)) for t in timers.values())
   ratios = []
-  for name in train.STAGES + ('whole',):
+  for name in schedule.STAGES + ('whole',):
     stall = sum(stalls.values()) if name == 'whole' else stalls[name]
     ours = our_seconds.get(name)
     ratios.append(f'{name} {fmt((keras_seconds[name] - stall) / ours) if ours else "n/a"}')
@@ -398,7 +356,7 @@ def aesthetix_schedule(config, workdir):
   train.train_and_evaluate(config, workdir)
   seconds = {'whole': time.perf_counter() - start}
   records = workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE))
-  for name in train.STAGES:
+  for name in schedule.STAGES:
     timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
     seconds[name] = timing[-1]['seconds'] if timing else None
   return seconds, records, paired.stage_rhos(report.build_results(config, workdir))
@@ -410,50 +368,6 @@ def aesthetix_steady_rate(records, stage_name):
            if r.get('stage') == stage_name and r.get('epoch', 1) > 1
            and 'images_per_second' in r]
   return len(rates) / sum(1 / r for r in rates) if rates else None
-
-
-def aesthetix_forward(model, params, images, timed_steps):
-  """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
-  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
-  x = jnp.asarray(images)
-  # Compiled as train's programs are; timed too: one compilation, not two.
-  compiled = parallel.compile_lowered(fwd.lower(params, x))
-  rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
-                     timed_steps)
-  return rate, flops_of(compiled) / len(images)
-
-
-def aesthetix_stage2_step(config, model, state, timed_steps, from_prefix=False):
-  """(images/s, FLOPs per image) of the stage 2 train step on a training batch.
-
-  from_prefix: the step as `train` runs it with config.prefix_cache, on the
-  cached output of the frozen layers below stage 2's; else on images.
-  """
-  stage = config.stage2
-  optimizer = optim.stage_optimizer(stage, state['params'])
-  labels = optim.stage_labels(state['params'], stage.trainable_layers)
-  layer = feature_cache.prefix_layer(config, ('stage2',)) if from_prefix else None
-  step = train.make_train_step(model, optimizer, labels, prefix_layer=layer)
-  batch = next(iter(input_pipeline.train_batches(
-      config, config.dataset.train_split, batch_size=stage.batch_size, epoch=0,
-      seed=config.seed)))
-  if layer is not None:
-    batch[feature_cache.PREFIX] = np.asarray(model.apply(
-        {'params': state['params']}, batch.pop('image'), stop_after=layer,
-        method=model.backbone_prefix))
-  batch = parallel.put_batch(batch)
-  replicated = parallel.replicate(train.stage_state(state, optimizer))
-  step = step.compile(replicated, batch)  # As train compiles it; timed too, not compiled twice.
-  # A per-device program: FLOPs of one device's share of the batch.
-  flops_per_image = flops_of(step) / (stage.batch_size // parallel.device_count())
-  current = [replicated]
-
-  def call():  # The state is donated: each step consumes the one before.
-    current[0], m = step(current[0], batch)
-    jax.block_until_ready((current[0], m))
-
-  rate = median_rate(call, stage.batch_size, timed_steps)
-  return rate, flops_per_image
 
 
 # ------------------------------------------------------------------ the table
@@ -563,7 +477,7 @@ def run_benchmark(settings):
   data = load_data(settings, config)
   images, targets = data['train']
   batch_images, batch_targets = images[:settings.batch_size], targets[:settings.batch_size]
-  gflops = matmul_gflops(settings.matmul_size)
+  gflops = rates.matmul_gflops(settings.matmul_size)
 
   config, sides = run_schedules(config, data, run_dir)
   keras_model, keras_seconds, keras_timers = (
@@ -573,15 +487,20 @@ def run_benchmark(settings):
   keras_step = keras_step_rate(keras_model, batch_images, batch_targets, settings.timed_steps)
 
   model = model_lib.build_model(config)
-  state = train.initial_state(config, model, jax.random.PRNGKey(config.seed))
-  our_forward, forward_flops = aesthetix_forward(model, state['params'], batch_images,
-                                                 settings.timed_steps)
-  our_step, step_flops = aesthetix_stage2_step(config, model, state, settings.timed_steps)
+  state = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
+  our_forward, forward_flops = rates.forward_rate(model, state['params'], batch_images,
+                                                  settings.timed_steps)
+  batch = next(iter(input_pipeline.train_batches(
+      config, config.dataset.train_split, batch_size=config.stage2.batch_size, epoch=0,
+      seed=config.seed)))
+  our_step, step_flops = rates.stage2_step_rate(config, model, state, batch,
+                                                settings.timed_steps)
   our_step_run, step_run_flops = (
-      aesthetix_stage2_step(config, model, state, settings.timed_steps, from_prefix=True)
-      if config.prefix_cache else (our_step, step_flops))
+      rates.stage2_step_rate(config, model, state, batch, settings.timed_steps,
+                             from_prefix=True)
+      if device_defaults.resolve(config)[0].prefix_cache else (our_step, step_flops))
   # The best of a rate measured before and after: the floor is what the machine can do.
-  gflops = max(gflops, matmul_gflops(settings.matmul_size))
+  gflops = max(gflops, rates.matmul_gflops(settings.matmul_size))
   load_after = os.getloadavg()
 
   n, rate = settings.num_images, gflops * 1e9
@@ -606,7 +525,7 @@ def run_benchmark(settings):
   }
   notes = [
       f'{run_line(settings, config.model.dtype)}; throughputs: median of '
-      f'{settings.timed_steps} calls on one batch after {WARMUP_STEPS} warm-up calls; load average '
+      f'{settings.timed_steps} calls on one batch after {rates.WARMUP_STEPS} warm-up calls; load average '
       f'{load_before[0]:.2f} before, {load_after[0]:.2f} after.',
       'Wall times include model build, compilation, per-epoch validation and the test '
       'predictions after each stage (aesthetix also checkpoints every epoch); the whole '
@@ -629,7 +548,7 @@ def run_benchmark(settings):
              if 'source' in r.get('timing', {})]
   if sources:  # What aesthetix's steps read; the step row and floors above are from images.
     notes.append(f'aesthetix stage inputs ({workdir_lib.METRICS_FILE}): {", ".join(sources)}.')
-  missing = [name for name in train.STAGES if our_seconds[name] is None]
+  missing = [name for name in schedule.STAGES if our_seconds[name] is None]
   if missing:
     notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
                  f'{workdir_lib.METRICS_FILE}: those stage times are n/a; the whole schedule '
@@ -649,12 +568,12 @@ def rho_table(rhos, num_test):
   lines = [f'Test Spearman rho ({num_test} test images), both sides from the same '
            'initial weights:', '',
            '| | Keras 3 (TF) | aesthetix | aesthetix - Keras |', '|---|---:|---:|---:|']
-  for stage in train.STAGES:
+  for stage in schedule.STAGES:
     if stage not in rhos['keras'] or stage not in rhos['aesthetix']:
       continue
     for what, label in paired.MEASURE_LABELS.items():
       k, a = rhos['keras'][stage][what], rhos['aesthetix'][stage][what]
-      lines.append(f'| {report.STAGE_TITLES[stage]} {label} | {fmt_rho(k)} | {fmt_rho(a)} '
+      lines.append(f'| {schedule.STAGE_TITLES[stage]} {label} | {fmt_rho(k)} | {fmt_rho(a)} '
                    f'| {fmt_rho(a - k)} |')
   lines += ['', 'One seed: each side draws its own flips, shuffles and dropout, so the '
             'seed-to-seed spread (--seeds) is the yardstick for a difference.']
@@ -695,7 +614,7 @@ def seed_speed_table(seeds, times):
   times[seed] = dict(keras={stage or 'whole': s}, aesthetix={...}, outside=s),
   `outside`: Keras' seconds in its training epochs outside its train steps.
   """
-  names = train.STAGES + ('whole',)
+  names = schedule.STAGES + ('whole',)
   slash = lambda values: ' / '.join(fmt(v) for v in values)
   lines = ['| seed | Keras stage 1 / 2 / whole, s | Keras outside its steps, s | '
            'aesthetix stage 1 / 2 / whole, s | speed-up stage 1 / 2 / whole (x) |',

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.stats
 
 from aesthetix import report
-from aesthetix import train
+from aesthetix import schedule
 
 CONFIDENCE = 0.95
 OVERALL, ATTRIBUTE_MEAN = 0, 1
@@ -61,10 +61,10 @@ def markdown_table(title, variants, seeds, rhos, seconds):
   fmt = report.fmt_metric
   keys = [v[0] for v in variants]
   short = {v[0]: v[1] for v in variants}
-  stages = [s for s in train.STAGES if all(s in rhos[(seed, k)] for seed in seeds
+  stages = [s for s in schedule.STAGES if all(s in rhos[(seed, k)] for seed in seeds
                                            for k in keys)]
   cols = [(stage, what) for stage in stages for what in MEASURE_LABELS]
-  title_of = {s: report.STAGE_TITLES.get(s, s) for s in stages}
+  title_of = {s: schedule.STAGE_TITLES.get(s, s) for s in stages}
   head = ['seed'] + [f'{title_of[s]} {MEASURE_LABELS[w]} {short[k]}'
                      for s, w in cols for k in keys]
   lines = [title, '',

@@ -14,7 +14,6 @@ from aesthetix import feature_cache
 from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
-from aesthetix import train
 from tests import progress_recorder
 from tests import tiny
 
@@ -23,7 +22,7 @@ from tests import tiny
 def setup(tmp_path_factory):
   config = tiny.config(tmp_path_factory.mktemp('data'))
   model = model_lib.build_model(config)
-  params = train.initial_state(config, model, jax.random.PRNGKey(0))['params']
+  params = steps.initial_state(config, model, jax.random.PRNGKey(0))['params']
   return config, model, params
 
 
@@ -49,13 +48,13 @@ def test_features_are_the_backbone_on_image_and_mirror(setup, tmp_path):
 
 def test_prefix_layer_is_below_every_trained_layer(setup):
   config, _, _ = setup
-  assert feature_cache.prefix_layer(config, ('stage1', 'stage2')) == 'block4_conv1'
-  assert feature_cache.prefix_layer(config, ('stage1',)) is None
+  assert steps.prefix_layer(config, ('stage1', 'stage2')) == 'block4_conv1'
+  assert steps.prefix_layer(config, ('stage1',)) is None
   config = config.copy_and_resolve_references()
   config.stage2.trainable_layers = ('block5_conv1', 'block3_conv2')
-  assert feature_cache.prefix_layer(config, ('stage2',)) == 'block3_conv1'
+  assert steps.prefix_layer(config, ('stage2',)) == 'block3_conv1'
   config.stage2.trainable_layers = ('block1_conv1',)
-  assert feature_cache.prefix_layer(config, ('stage2',)) is None
+  assert steps.prefix_layer(config, ('stage2',)) is None
 
 
 def test_cache_is_reused_and_keyed_by_what_it_depends_on(setup, tmp_path):
@@ -158,11 +157,12 @@ os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
 sys.path.insert(0, {repo!r})
 import jax
 from aesthetix import feature_cache, model as model_lib, parallel, train
+from aesthetix import steps
 from tests import progress_recorder
 from tests import tiny
 config = tiny.config({data!r})
 model = model_lib.build_model(config)
-params = train.initial_state(config, model, jax.random.PRNGKey(0))['params']
+params = steps.initial_state(config, model, jax.random.PRNGKey(0))['params']
 real = feature_cache.compute
 def slow(*args, **kwargs):  # Pauses inside the pass, after its temporary file exists.
   real_prefetch = parallel.prefetch

@@ -11,6 +11,7 @@ import pytest
 from aesthetix import audit
 from aesthetix import keras_weights
 from aesthetix import model as model_lib
+from aesthetix import steps
 from configs import aadb
 from configs import eva
 from tests import keras_reference
@@ -148,7 +149,7 @@ def test_loss_gradients_match_keras(tmp_path):
 
   def loss(p):
     pred = model.apply({'params': p}, images, train=True, rngs={'dropout': jax.random.key(1)})
-    return jax.numpy.mean(train.squared_error(pred, targets))
+    return jax.numpy.mean(steps.squared_error(pred, targets))
   ours, grads = jax.value_and_grad(loss)(params)
   assert float(ours) == pytest.approx(float(keras_loss), rel=1e-5)
   head = grads[model_lib.HEAD]

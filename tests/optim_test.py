@@ -9,7 +9,7 @@ from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
-from aesthetix import train
+from aesthetix import steps
 from configs import aadb
 from tests import keras_reference
 from tests import tiny
@@ -51,12 +51,12 @@ def test_frozen_parameters_are_bit_identical_after_steps(tiny_config, stage_name
   config = tiny_config
   stage = config[stage_name]
   model = model_lib.build_model(config)
-  state = train.initial_state(config, model, jax.random.PRNGKey(0))
+  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   before = jax.device_get(state['params'])
-  step = train.make_train_step(model, optimizer, labels)
-  replicated = parallel.replicate(train.stage_state(state, optimizer))
+  step = steps.make_train_step(model, optimizer, labels)
+  replicated = parallel.replicate(steps.stage_state(state, optimizer))
   batches = input_pipeline.train_batches(config, 'train', batch_size=tiny.BATCH_SIZE,
                                          epoch=0, seed=0)
   for batch, _ in parallel.prefetch(batches):
@@ -80,11 +80,11 @@ def count_convolutions(config, stage_name):
   """Convolutions in the compiled train step of a stage (forward and backward)."""
   stage = config[stage_name]
   model = model_lib.build_model(config)
-  state = train.initial_state(config, model, jax.random.PRNGKey(0))
+  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
-  step = train.make_train_step(model, optimizer, labels, num_devices=1)
-  replicated = parallel.replicate(train.stage_state(state, optimizer), num_devices=1)
+  step = steps.make_train_step(model, optimizer, labels, num_devices=1)
+  replicated = parallel.replicate(steps.stage_state(state, optimizer), num_devices=1)
   batch = next(input_pipeline.train_batches(config, 'train', batch_size=2, epoch=0, seed=0))
   hlo = step.compile(replicated, parallel.put_batch(batch, num_devices=1)).as_text()
   return hlo.count(' convolution(')

@@ -15,6 +15,7 @@ from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import optim
 from aesthetix import parallel
+from aesthetix import steps
 from aesthetix import train
 from aesthetix import workdir as workdir_lib
 from tests import fixtures_data
@@ -141,7 +142,7 @@ def test_two_devices_match_one_device(data_dir):
   config.model.dropout = 0.0  # Dropout masks depend on how a batch is split.
   stage = config.stage2
   model = model_lib.build_model(config)
-  state = train.initial_state(config, model, jax.random.PRNGKey(0))
+  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   batches = list(input_pipeline.train_batches(config, 'train', batch_size=tiny.BATCH_SIZE,
@@ -149,8 +150,8 @@ def test_two_devices_match_one_device(data_dir):
   batches[-1]['mask'][-3:] = False  # A padded batch: the loss must ignore masked rows.
   results = {}
   for n in (1, 2):
-    step = train.make_train_step(model, optimizer, labels, num_devices=n)
-    s = parallel.replicate(train.stage_state(state, optimizer), num_devices=n)
+    step = steps.make_train_step(model, optimizer, labels, num_devices=n)
+    s = parallel.replicate(steps.stage_state(state, optimizer), num_devices=n)
     for batch in batches:
       s, m = step(s, parallel.put_batch(batch, num_devices=n))
     results[n] = parallel.unreplicate(s)['params']
@@ -274,7 +275,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_kept_and_resumed_before(
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected)):
     np.testing.assert_array_equal(a, b)
   if how != 'truncated':  # One resume to the end suffices; the others stop at the choice.
-    fresh = train.initial_state(config, model, jax.random.PRNGKey(config.seed))
+    fresh = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
     mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
     assert train.restore_latest(config, workdir, mngr, fresh)[:2] == (0, STAGE1_EPOCHS)
     assert os.listdir(os.path.join(workdir, 'damaged'))[0].startswith(f'checkpoint-{newest}.')

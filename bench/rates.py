@@ -1,0 +1,107 @@
+"""Throughput of aesthetix's programs, measured the way train compiles and runs them.
+
+Shared by the benchmarks (keras_vs_aesthetix, device_check). No TensorFlow or
+Keras here: the device check runs these where only JAX is installed.
+"""
+
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aesthetix import optim
+from aesthetix import parallel
+from aesthetix import steps
+
+WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
+
+
+def matmul_gflops(n, reps=5):
+  """Best measured float32 [n, n] @ [n, n] rate of JAX's default device, GFLOP/s."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  best = float('inf')
+  for _ in range(reps):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best / 1e9
+
+
+def cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def median_rate(call, batch_images, timed_steps):
+  """Images/s of `call()` (which waits for its result): the median of `timed_steps`
+  calls after warm-up, robust to other processes' bursts on a shared machine."""
+  for _ in range(WARMUP_STEPS):
+    call()
+  seconds = []
+  for _ in range(timed_steps):
+    start = time.perf_counter()
+    call()
+    seconds.append(time.perf_counter() - start)
+  return batch_images / float(np.median(seconds))
+
+
+def flops_of(compiled):
+  """FLOPs XLA counts in a compiled program (cost_analysis: a dict, or a list of them)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost['flops'])
+
+
+def forward_rate(model, params, images, timed_steps):
+  """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
+  x = jnp.asarray(images)
+  # Compiled as train's programs are; timed too: one compilation, not two.
+  compiled = parallel.compile_lowered(fwd.lower(params, x))
+  rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
+                     timed_steps)
+  return rate, flops_of(compiled) / len(images)
+
+
+def stage2_step_rate(config, model, state, batch, timed_steps, from_prefix=False):
+  """(images/s, FLOPs per image) of the stage 2 train step on `batch` (a host
+  batch of the global batch size, with 'image').
+
+  from_prefix: the step as `train` runs it with config.prefix_cache, on the
+  cached output of the frozen layers below stage 2's; else on images.
+  """
+  stage = config.stage2
+  optimizer = optim.stage_optimizer(stage, state['params'])
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
+  layer = steps.prefix_layer(config, ('stage2',)) if from_prefix else None
+  step = steps.make_train_step(model, optimizer, labels, prefix_layer=layer)
+  batch = dict(batch)
+  if layer is not None:
+    batch[steps.PREFIX] = np.asarray(model.apply(
+        {'params': state['params']}, batch.pop('image'), stop_after=layer,
+        method=model.backbone_prefix))
+  batch = parallel.put_batch(batch)
+  replicated = parallel.replicate(steps.stage_state(state, optimizer))
+  step = step.compile(replicated, batch)  # As train compiles it; timed too, not compiled twice.
+  # A per-device program: FLOPs of one device's share of the batch.
+  flops_per_image = flops_of(step) / (stage.batch_size // parallel.device_count())
+  current = [replicated]
+
+  def call():  # The state is donated: each step consumes the one before.
+    current[0], m = step(current[0], batch)
+    jax.block_until_ready((current[0], m))
+
+  rate = median_rate(call, stage.batch_size, timed_steps)
+  return rate, flops_per_image
