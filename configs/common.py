@@ -85,11 +85,13 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
 
   # Stage 1 trains on pooled backbone features computed once per image and
   # mirror image (identical examples, flips and dropout; 2.5x less backbone work).
-  c.feature_cache = True
+  # None: the device's rule (aesthetix/device_defaults.py; on every device now).
+  c.feature_cache = config_dict.placeholder(bool)
   # Stage 1's pass also keeps the output of the frozen layers below stage 2's
   # (block4_conv1), and stage 2 starts from it: 47% fewer FLOPs per stage-2
   # step at 224x224, for about 1.5 MiB of disk per image and view.
-  c.prefix_cache = True
+  # None: the device's rule (on CPUs; not on accelerators).
+  c.prefix_cache = config_dict.placeholder(bool)
   # Where the caches go; None: <workdir>/feature_cache. Shareable by ablations.
   c.feature_cache_dir = config_dict.placeholder(str)
 
