@@ -45,12 +45,9 @@ import numpy as np
 import tensorflow as tf
 
 from aesthetix import device_defaults
-from aesthetix import feature_cache
 from aesthetix import input_pipeline
 from aesthetix import metrics
 from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import parallel
 from aesthetix import report
 from aesthetix import schedule
 from aesthetix import steps

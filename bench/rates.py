@@ -4,7 +4,6 @@ Shared by the benchmarks (keras_vs_aesthetix, device_check). No TensorFlow or
 Keras here: the device check runs these where only JAX is installed.
 """
 
-import os
 import platform
 import time
 

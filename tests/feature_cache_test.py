@@ -14,6 +14,7 @@ from aesthetix import feature_cache
 from aesthetix import input_pipeline
 from aesthetix import model as model_lib
 from aesthetix import parallel
+from aesthetix import steps
 from tests import progress_recorder
 from tests import tiny
 

@@ -2,7 +2,6 @@
 
 import io
 
-import jax
 import numpy as np
 from PIL import Image
 import pytest

@@ -128,7 +128,6 @@ def test_audit_cli_exit_codes():
 def test_loss_gradients_match_keras(tmp_path):
   """The training loss and its gradients for stage 2's trainable layers, dropout off."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from aesthetix import train  # pylint: disable=g-import-not-at-top
   config = tiny_config()
   config.model.dropout = 0.0
   model = model_lib.build_model(config)

@@ -64,3 +64,45 @@ def test_overall_rho_in_range_and_demo_gets_zero():
   check_rho_table({'score': paper_numbers.OVERALL_RHO['eva']}, ('score',))
   assert paper_numbers.for_dataset('demo', table2_output=0).overall_rho == 0.0
 
+
+
+@pytest.mark.parametrize('table, n', [(paper_numbers.TABLE3, 1_000), (paper_numbers.TABLE9, 570)])
+def test_interval_tables_add_up_as_the_paper_says(table, n):
+  assert sum(row[3] for row in table) == n
+  assert sum(row[4] for row in table) == pytest.approx(1.0, abs=0.005)
+  for printed, low, high, count, share in table:
+    assert printed == f'{low:.2f}-{high:.2f}'
+    # Shares are the counts over n, cut (not rounded) to three decimals.
+    assert share == int(count / n * 1000 + 1e-9) / 1000, printed
+  assert all(a[2] == b[1] for a, b in zip(table, table[1:]))  # Contiguous.
+
+
+def test_interval_texts_agree_with_their_tables():
+  t3, t9 = paper_numbers.TABLE3, paper_numbers.TABLE9
+  # Below the prediction range: the first two AADB intervals, the first four of EVA.
+  assert paper_numbers.TABLE3_TEXT['below_prediction_range'] == t3[0][3] + t3[1][3]
+  assert paper_numbers.TABLE3_TEXT['above_prediction_range'] == t3[-1][3]
+  assert paper_numbers.TABLE9_TEXT['below_prediction_range'] == sum(r[3] for r in t9[:4])
+
+
+def test_every_rho_table_names_known_outputs_in_range():
+  check_rho_table({k: v for k, (_, v) in paper_numbers.TABLE5.items()}, OUTPUT_NAMES['aadb'])
+  check_rho_table({k: v for k, (v, _) in paper_numbers.TABLE5.items()}, OUTPUT_NAMES['aadb'])
+  assert set(paper_numbers.TABLE5) == set(OUTPUT_NAMES['aadb'])
+  assert set(paper_numbers.TABLE10) == set(OUTPUT_NAMES['eva'][1:])
+  assert set(paper_numbers.TABLE7) == set(OUTPUT_NAMES['eva'])
+  for table in (paper_numbers.TABLE10, paper_numbers.TABLE8):
+    for pair in table.values():
+      assert all(-1 <= r <= 1 for r in pair)
+
+
+def test_the_tables_agree_where_they_repeat_a_number():
+  ours = paper_numbers.TABLE1[-1][1]
+  assert paper_numbers.TABLE4[-1][2] == ours == paper_numbers.TABLE6['this paper']['multi']
+  assert paper_numbers.TABLE6['Pan et al. 2019']['multi'] == paper_numbers.TABLE1[2][1]
+  # Table 5 and 11 round Table 1's 0.7067 and Table 8's 0.695 to three decimals.
+  assert paper_numbers.TABLE5['score'][1] == round(ours, 3) == paper_numbers.TABLE11['aadb']['aadb']
+  assert paper_numbers.TABLE11['eva']['eva'] == paper_numbers.TABLE8['multi'][1]
+  assert paper_numbers.OVERALL_RHO == {'aadb': 0.7067, 'eva': 0.695}
+  for low, high in paper_numbers.TABLE7.values():
+    assert low < high
