@@ -7,6 +7,8 @@
   python run.py --mode=predict --workdir=W --images=PHOTOS --output=scores.csv  # or .json
   python run.py --mode=gradcam --workdir=W --images=PHOTOS --output=DIR [--target=Light]
   python run.py --mode=report --workdir=W                         # report.md + figures
+  python run.py --mode=reproduce --workdir=W --seeds=0,1,2,3,4     # the paper: PAPER.md
+  python run.py --mode=reproduce --config=configs/reproduce.py:demo --workdir=W
 
 Exit status: 0 done; 2 a mistake of the command line, the set-up or the data
 (one line saying what and how to fix it); 3 the audit found counts that differ
@@ -39,7 +41,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/aadb.py or configs/aadb.py:single_task.',
     lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'train', ('train', 'evaluate', 'audit', 'convert_weights',
-                                            'predict', 'gradcam', 'report'), 'What to do.')
+                                            'predict', 'gradcam', 'report', 'reproduce'),
+                          'What to do.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
 _KERAS_H5 = flags.DEFINE_string('keras_h5', None, 'convert_weights: Keras weights file.')
 _OUT = flags.DEFINE_string('out', None, 'convert_weights: output .msgpack file.')
@@ -60,6 +63,8 @@ _LAYER = flags.DEFINE_string(
 _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size', None, 'predict, gradcam: images per step (default: the config\'s '
     'eval_batch_size, rounded up to a multiple of the devices).')
+_SEEDS = flags.DEFINE_list('seeds', None, 'reproduce: the seeds, e.g. 0,1,2,3,4 (default: '
+                           "the reproduction config's).")
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'evaluate: TFDS data_dir of the test data.')
 _MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'evaluate: manual dir of the test data.')
 _COORDINATOR = flags.DEFINE_string(
@@ -88,6 +93,7 @@ MODES = {
     'gradcam': (('workdir', 'images', 'output'),
                 ('target', 'layer', 'batch_size') + MULTI_PROCESS_FLAGS),
     'report': (('workdir',), ()),
+    'reproduce': (('workdir',), ('config', 'seeds') + MULTI_PROCESS_FLAGS),
 }
 # What each flag takes, for the message of one that is missing.
 FLAG_VALUES = {
@@ -209,7 +215,7 @@ def check_paths(mode):
     problems.append(preflight.writable_problem(_OUTPUT.value, 'file'))
   if mode == 'gradcam':
     problems.append(preflight.writable_problem(_OUTPUT.value, 'folder'))
-  if mode == 'train':
+  if mode in ('train', 'reproduce'):
     problems.append(preflight.writable_problem(_WORKDIR.value, 'folder'))
   if mode == 'convert_weights':
     if not os.path.isfile(_KERAS_H5.value):
@@ -307,6 +313,31 @@ def report():
   return 0
 
 
+def reproduce(config):
+  from aesthetix import reproduce as reproduce_lib  # pylint: disable=g-import-not-at-top
+  from configs import reproduce as reproduce_config  # pylint: disable=g-import-not-at-top
+  if config is None:
+    config = reproduce_config.get_config()
+  if 'experiments' not in config:
+    raise errors.UserError(f'--config={_config_argument()} is not a reproduction config; '
+                           'use configs/reproduce.py or configs/reproduce.py:demo.')
+  try:
+    seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
+  except ValueError as e:
+    raise errors.UserError(f'--seeds={",".join(_SEEDS.value)}: give integers, e.g. '
+                           '--seeds=0,1,2.') from e
+  parallel = start_devices()
+  summary = reproduce_lib.run(config, _WORKDIR.value, seeds)
+  if parallel.is_main_process():
+    counts = {}
+    for c in summary['claims']:
+      counts[c['verdict']] = counts.get(c['verdict'], 0) + 1
+    print(f'Wrote {os.path.join(_WORKDIR.value, reproduce_lib.PAPER_MD)}: '
+          f'{len(summary["runs"])} runs, {len(summary["claims"])} claims ('
+          + ', '.join(f'{n} {v}' for v, n in sorted(counts.items())) + ').')
+  return 0
+
+
 def train(config):
   start_devices()
   from aesthetix import train as train_lib  # pylint: disable=g-import-not-at-top
@@ -319,12 +350,14 @@ def dispatch(argv):
                            '(python run.py --helpshort lists them).')
   mode = _MODE.value
   check_flags(mode)
-  config = load_config() if mode in ('train', 'audit') else None
+  config = load_config() if mode in ('train', 'audit', 'reproduce') else None
   check_paths(mode)
   if mode == 'audit':
     return audit(config)
   if mode == 'train':
     return train(config)
+  if mode == 'reproduce':
+    return reproduce(config)
   return {'evaluate': evaluate, 'convert_weights': convert_weights, 'predict': predict,
           'gradcam': gradcam, 'report': report}[mode]()
 

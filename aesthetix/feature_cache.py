@@ -285,7 +285,7 @@ def compute(config, model, params, split, views, layer, kinds, write):
     _finish_part(tmp[kind], path)
 
 
-def load_or_compute(config, cache_dir, model, params, split, views, wanted):
+def load_or_compute(config, cache_dir, model, params, split, views, wanted, passes=None):
   """{kind: Rows} of the `wanted` caches of `split`, computed where absent or bad.
 
   params: replicated model params. wanted: {kind: (layer, digest)}, layer
@@ -293,6 +293,7 @@ def load_or_compute(config, cache_dir, model, params, split, views, wanted):
   computes and checks its own part; all processes then read every part.
   Prefix parts are memory-mapped, not read into memory. A part that fails its
   check (`check_part`) is named, moved to CACHE_DIR/damaged/ and recomputed.
+  passes: a list that gets `split` appended when a backbone pass ran.
   """
   index, count = parallel.process_index(), parallel.process_count()
   remove_stale_temporaries(cache_dir)
@@ -320,6 +321,8 @@ def load_or_compute(config, cache_dir, model, params, split, views, wanted):
     with workdir_lib.writing(cache_dir):
       os.makedirs(cache_dir, exist_ok=True)
     compute(config, model, params, split, views, layer, tuple(parts), write)
+    if passes is not None:
+      passes.append(split)
     logging.info('Computed %s of %s (%d views) in %.1f s: %s', ', '.join(parts), split,
                  views, time.time() - began,
                  ', '.join(f'{p} ({os.path.getsize(p) / 2**20:.1f} MiB)'

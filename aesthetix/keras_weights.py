@@ -157,6 +157,16 @@ def convert(keras_h5, out_path, require_vgg16=True):
   layers = to_flax_layers(read_keras_h5(keras_h5), keras_h5)
   if require_vgg16:
     check_vgg16_layers(layers, keras_h5)
+  write_layers(layers, out_path)
+  return layers
+
+
+def write_layers(layers, out_path):
+  """Writes {layer: {'kernel', 'bias'}} as the msgpack file `read_layers` reads.
+
+  Through a temporary file beside `out_path`, renamed when whole, so that a
+  failure leaves no partial output and keeps any earlier file.
+  """
   out_path = os.fspath(out_path)
   out_dir = os.path.dirname(os.path.abspath(out_path))
   os.makedirs(out_dir, exist_ok=True)
@@ -168,7 +178,6 @@ def convert(keras_h5, out_path, require_vgg16=True):
   except BaseException:
     os.unlink(tmp)
     raise
-  return layers
 
 
 def read_layers(path):

@@ -49,25 +49,39 @@ def rank_correlation_matrix(values):
   return matrix
 
 
-def score_intervals(y_true, y_pred, lo, hi, num=NUM_SCORE_INTERVALS):
-  """Table 3/9: ground-truth frequency per interval of [lo, hi], and coverage.
+def equal_edges(lo, hi, num=NUM_SCORE_INTERVALS):
+  """Edges of `num` equal intervals of [lo, hi]."""
+  return np.linspace(lo, hi, num + 1)
 
-  Returns (rows, summary): one row per interval with its bounds, the number of
-  test images whose true score falls in it, and how many of those lie inside
-  the model's prediction range [min prediction, max prediction]; the summary
-  gives that range and the share of all test images inside it.
+
+def score_intervals(y_true, y_pred, edges):
+  """Table 3/9: ground-truth frequency per interval, and coverage.
+
+  edges: increasing [m + 1]; interval i is [edges[i], edges[i + 1]), the last
+  one closed (so the maximum score is counted). Returns (rows, summary): one
+  row per interval with its bounds, the number of test images whose true
+  score falls in it, and how many of those lie inside the model's prediction
+  range [min prediction, max prediction]; the summary gives that range, the
+  share of all test images inside it, and how many true scores lie outside
+  the intervals. Scores are compared in their own dtype (float32 targets, as
+  Keras holds them: float32 0.7 lies just below 0.7).
   """
-  y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
-  edges = np.linspace(lo, hi, num + 1)
-  # The last interval is closed so that the maximum score is counted.
-  bins = np.clip(np.searchsorted(edges, y_true, side='right') - 1, 0, num - 1)
+  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, np.float64)
+  edges = np.asarray(edges, np.float64)
+  num = len(edges) - 1
+  bins = np.searchsorted(edges, y_true.astype(np.float64), side='right') - 1
+  bins[y_true.astype(np.float64) == edges[-1]] = num - 1
   pred_lo, pred_hi = float(y_pred.min()), float(y_pred.max())
-  inside = (y_true >= pred_lo) & (y_true <= pred_hi)
+  true64 = y_true.astype(np.float64)
+  inside = (true64 >= pred_lo) & (true64 <= pred_hi)
   rows = [dict(lo=float(edges[i]), hi=float(edges[i + 1]),
                count=int(np.sum(bins == i)),
                inside_prediction_range=int(np.sum(inside & (bins == i))))
           for i in range(num)]
   summary = dict(prediction_min=pred_lo, prediction_max=pred_hi,
                  share_inside_prediction_range=float(np.mean(inside)),
+                 below_prediction_range=int(np.sum(true64 < pred_lo)),
+                 above_prediction_range=int(np.sum(true64 > pred_hi)),
+                 outside_intervals=int(np.sum((bins < 0) | (bins >= num))),
                  n=int(len(y_true)))
   return rows, summary

@@ -11,6 +11,7 @@ import numpy as np
 
 from aesthetix import checkpoint
 from aesthetix import metrics
+from aesthetix import paper
 from aesthetix import schedule
 from aesthetix import targets
 from aesthetix import workdir as workdir_lib
@@ -51,20 +52,47 @@ def build_results(config, workdir, split=None):
     if predictions is not None:
       stages[stage] = metrics.output_metrics(names, predictions['true'], predictions['pred'])
   final = workdir_lib.load_predictions(workdir, schedule.STAGES[-1], split)
-  results = dict(dataset=config.dataset.name, outputs=names, split=split,
+  dataset, variant = config.dataset.name, paper.variant(config)
+  table = paper.intervals(dataset)
+  results = dict(dataset=dataset, outputs=names, split=split, variant=variant,
                  stages=stages, history=history,
-                 paper=dict(overall_rho=config.paper.overall_rho or None),
+                 paper=dict(overall=paper.overall(dataset, variant),
+                            per_output=paper.per_output(dataset, variant),
+                            previous_methods=paper.previous_methods(dataset),
+                            human_consistency=paper.human_consistency(dataset),
+                            intervals=table, interval_text=paper.interval_text(dataset),
+                            figure_correlations=paper.figure_correlations(dataset)),
+                 choices=paper.choices(config),
+                 evaluations=read_evaluations(workdir, dataset),
                  config_changes=checkpoint.stored_changes(workdir),
                  figures=[name for name in workdir_lib.FIGURES
                           if os.path.exists(os.path.join(workdir, name))])
   if final is not None:
-    lo, hi = targets.spec(config.dataset.name).ranges[names[0]]
-    rows, summary = metrics.score_intervals(final['true'][:, 0], final['pred'][:, 0], lo, hi)
+    if table:  # The paper's own intervals, as printed.
+      edges = [row[1] for row in table] + [table[-1][2]]
+    else:
+      edges = metrics.equal_edges(*targets.spec(dataset).ranges[names[0]])
+    rows, summary = metrics.score_intervals(final['true'][:, 0], final['pred'][:, 0], edges)
     results.update(
         score_intervals=rows, prediction_range=summary,
         rank_correlation_truth=metrics.rank_correlation_matrix(final['true']).tolist(),
         rank_correlation_prediction=metrics.rank_correlation_matrix(final['pred']).tolist())
   return results
+
+
+def read_evaluations(workdir, dataset):
+  """The cross-dataset tests (`--mode=evaluate --eval_dataset=...`) the workdir holds:
+  {tested on: overall rho}, with the paper's Table 11 number beside it."""
+  out = {}
+  for name in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []:
+    if name.startswith('evaluation_') and name.endswith('.json'):
+      record = workdir_lib.read_json(os.path.join(workdir, name), 'evaluation')
+      tested = record['evaluated_on']
+      if tested != dataset:
+        overall = next(iter(record['metrics'].values()))
+        out[tested] = dict(rho=overall['spearman'], n=overall['n'],
+                           paper=paper.cross_dataset(dataset, tested))
+  return out
 
 
 def write(config, workdir):
@@ -82,13 +110,26 @@ def fmt_metric(x, digits=4):
 
 
 def test_rho_table(results):
-  """Spearman's rho per output on the test split, after each stage."""
+  """Spearman's rho per output on the test split after each stage, the paper's
+  (Table 5 / 10) beside where it has them."""
   stages = [s for s in schedule.STAGE_TITLES if s in results['stages']]
-  rows = ['| Output | ' + ' | '.join(schedule.STAGE_TITLES[s] for s in stages) + ' |',
-          '|---|' + '---:|' * len(stages)]
+  theirs = (results.get('paper') or {}).get('per_output') or {}
+  header, rule = ['Output'], ['---']
+  for s in stages:
+    header.append(schedule.STAGE_TITLES[s])
+    rule.append('---:')
+    if theirs:
+      header.append(f'{schedule.STAGE_TITLES[s]}, paper')
+      rule.append('---:')
+  rows = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(rule) + '|']
   for name in results['outputs']:
-    rows.append(f'| {name} | ' + ' | '.join(
-        fmt_metric(results['stages'][s][name]['spearman']) for s in stages) + ' |')
+    cells = [name]
+    for s in stages:
+      cells.append(fmt_metric(results['stages'][s][name]['spearman']))
+      if theirs:
+        pair = theirs.get(name)
+        cells.append(fmt_metric(pair[schedule.STAGES.index(s)], 3) if pair else '')
+    rows.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(rows)
 
 
@@ -97,12 +138,22 @@ def _overall_table(results):
   final = results['stages'].get('stage2') or results['stages'].get('stage1')
   if final is None:
     return 'No test predictions yet.'
-  paper = results['paper']['overall_rho']
-  rows = ['| | Spearman rho | p-value | Pearson r | MSE | Paper (rho) |',
-          '|---|---:|---:|---:|---:|---:|',
-          f"| This run, {name} | {fmt_metric(final[name]['spearman'])} | "
+  theirs = results['paper']['overall']
+  rows = ['| | Spearman rho | p-value | Pearson r | MSE |', '|---|---:|---:|---:|---:|',
+          f"| This run ({results['variant']}), {name} | {fmt_metric(final[name]['spearman'])} | "
           f"{final[name]['spearman_p']:.2e} | {fmt_metric(final[name]['pearson'])} | "
-          f"{fmt_metric(final[name]['mse'])} | {fmt_metric(paper)} |"]
+          f"{fmt_metric(final[name]['mse'])} |"]
+  if theirs and theirs[1] is not None:
+    rows.append(f"| The paper ({results['variant']}) | {fmt_metric(theirs[1])} | | | |")
+  for method, rho in results['paper']['previous_methods']:
+    if method != 'this paper':
+      rows.append(f'| Table 1: {method} | {fmt_metric(rho)} | | | |')
+  for per_rater, raters, rho in results['paper']['human_consistency']:
+    if raters is not None:
+      rows.append(f'| Table 4: human consistency, raters with {per_rater} images ({raters}) '
+                  f'| {fmt_metric(rho)} | | | |')
+  if not theirs:
+    rows.append(f"\nThe paper reports no {results['variant']} model on {results['dataset']}.")
   return '\n'.join(rows)
 
 
@@ -116,15 +167,67 @@ def metrics_table(stage_metrics):
 
 
 def _intervals_table(results):
-  rows = ['| Ground-truth interval | Test images | Inside prediction range |',
-          '|---|---:|---:|']
-  for r in results['score_intervals']:
-    rows.append(f"| [{r['lo']:.2f}, {r['hi']:.2f}] | {r['count']} | "
-                f"{r['inside_prediction_range']} |")
+  table = results['paper']['intervals']
+  if table:
+    rows = ['| Ground-truth interval | Test images | Share | Paper: images | Paper: share '
+            '| Inside prediction range |', '|---|---:|---:|---:|---:|---:|']
+  else:
+    rows = ['| Ground-truth interval | Test images | Share | Inside prediction range |',
+            '|---|---:|---:|---:|']
   s = results['prediction_range']
-  rows.append(f"\nPredictions range over [{s['prediction_min']:.3f}, "
-              f"{s['prediction_max']:.3f}]; {100 * s['share_inside_prediction_range']:.1f}% "
-              f"of the {s['n']} test images have a true score inside that range.")
+  for i, r in enumerate(results['score_intervals']):
+    share = f"{r['count'] / max(s['n'], 1):.3f}"
+    if table:
+      printed, _, _, count, paper_share = table[i]
+      rows.append(f"| {printed} | {r['count']} | {share} | {count} | {paper_share:.3f} | "
+                  f"{r['inside_prediction_range']} |")
+    else:
+      rows.append(f"| {r['lo']:.2f}-{r['hi']:.2f} | {r['count']} | {share} | "
+                  f"{r['inside_prediction_range']} |")
+  rows.append(f"\nThis run's predictions range over [{s['prediction_min']:.3f}, "
+              f"{s['prediction_max']:.3f}]: {s['below_prediction_range']} test images lie below "
+              f"it, {s['above_prediction_range']} above, "
+              f"{100 * s['share_inside_prediction_range']:.1f}% of the {s['n']} inside.")
+  text = results['paper']['interval_text']
+  if text:
+    rows.append(f"The paper's predictions range over {text['prediction_range'][0]:.2f}-"
+                f"{text['prediction_range'][1]:.2f} ({text['below_prediction_range']} images "
+                f"below, {text['share_inside']} inside); its test truth over "
+                f"{text['truth_range'][0]:.2f}-{text['truth_range'][1]:.2f}.")
+  if s['outside_intervals']:
+    rows.append(f"{s['outside_intervals']} true scores lie outside the paper's intervals.")
+  return '\n'.join(rows)
+
+
+def _figure_correlations_table(results):
+  """Correlations with the overall score that the paper's text quotes (Fig. 9/14)."""
+  quoted = results['paper']['figure_correlations']
+  names = results['outputs']
+  if not quoted or 'rank_correlation_truth' not in results:
+    return None
+  rows = ['| Output | Truth, this split | Truth, paper | Predictions, this run | '
+          'Predictions, paper |', '|---|---:|---:|---:|---:|']
+  for name in sorted(set(quoted['truth']) | set(quoted['prediction']), key=names.index):
+    i = names.index(name)
+    rows.append(f"| {name} | {fmt_metric(results['rank_correlation_truth'][0][i], 2)} | "
+                f"{fmt_metric(quoted['truth'].get(name), 2)} | "
+                f"{fmt_metric(results['rank_correlation_prediction'][0][i], 2)} | "
+                f"{fmt_metric(quoted['prediction'].get(name), 2)} |")
+  rows.append('\nThe paper\'s truth column is of the whole dataset, this one of the test '
+              'split.')
+  return '\n'.join(rows)
+
+
+def _cross_table(results):
+  rows = ['| Tested on | Overall rho | Images | Paper (Table 11) |', '|---|---:|---:|---:|']
+  for tested, e in results['evaluations'].items():
+    rows.append(f"| {tested} | {fmt_metric(e['rho'])} | {e['n']} | {fmt_metric(e['paper'], 3)} |")
+  return '\n'.join(rows)
+
+
+def _choices_table(results):
+  rows = ['| Left open by the paper | This run |', '|---|---|']
+  rows += [f'| {text} | {choice} |' for _, text, choice in results['choices']]
   return '\n'.join(rows)
 
 
@@ -169,25 +272,31 @@ def markdown(results):
   """The report: the paper's tables filled with this run's numbers."""
   names = results['outputs']
   parts = [f"# Results on {results['dataset']} ({results['split']} split)",
-           '## Overall aesthetic score (Table 1 / Table 6 style)', _overall_table(results)]
+           '## Overall aesthetic score (Tables 1, 4, 6 and 8)', _overall_table(results)]
   if results['stages']:
-    parts += ['## Spearman rho per output after each stage (Table 5 / Table 10 style)',
+    parts += ['## Spearman rho per output after each stage (Table 5 / Table 10)',
               test_rho_table(results)]
     for stage, m in results['stages'].items():
       parts += [f'### {schedule.STAGE_TITLES[stage]} ({stage}): all metrics', metrics_table(m)]
   if 'score_intervals' in results:
-    parts += ['## Ground-truth intervals of the overall score (Table 3 / Table 9 style)',
+    parts += ['## Ground-truth intervals of the overall score (Table 3 / Table 9)',
               _intervals_table(results)]
     if len(names) > 1:
-      parts += ['## Rank correlations between outputs (Fig. 9 / Fig. 14 data)',
+      parts += ['## Rank correlations between outputs (Fig. 9 / Fig. 14)',
                 '### Ground truth', _matrix_table(names, results['rank_correlation_truth']),
                 '### Predictions', _matrix_table(names, results['rank_correlation_prediction'])]
+      quoted = _figure_correlations_table(results)
+      if quoted:
+        parts += ['### With the overall score, beside the numbers the paper quotes', quoted]
+  if results.get('evaluations'):
+    parts += ['## Cross-dataset test of the overall score (Table 11)', _cross_table(results)]
   if results['history']:
     parts += ['## Training history', _history_table(results['history'], names[0])]
   if results.get('config_changes'):
     parts += ['## Config changes', _changes_list(results['config_changes'])]
+  parts += ['## What the paper leaves open (section 4.2)', _choices_table(results)]
   if results.get('figures'):
     parts += [FIGURES_HEADING, figures_section(results['figures'])]
-  parts.append('The paper reports only the overall rho transcribed in '
-               'configs/paper_numbers.py; its per-attribute tables are not transcribed.')
+  if results['dataset'] not in paper.DATASETS:
+    parts.append(f"The paper reports AADB and EVA; {results['dataset']} has no paper column.")
   return '\n\n'.join(parts) + '\n'

@@ -265,11 +265,12 @@ def cached_kinds(config, stage_index, params):
   return kinds
 
 
-def stage_source(config, workdir, model, params, host_params, stage_index):
+def stage_source(config, workdir, model, params, host_params, stage_index, passes=None):
   """The stage's `Source`: a cache of its frozen layers where configured, else images.
 
   params: replicated, to compute a missing cache; host_params: the same values
-  on the host, for the digests that key the cache files.
+  on the host, for the digests that key the cache files. passes: a list that
+  gets the splits whose cache a backbone pass computed.
   """
   kinds = cached_kinds(config, stage_index, host_params)
   if not kinds:
@@ -277,7 +278,7 @@ def stage_source(config, workdir, model, params, host_params, stage_index):
   cache_dir = config.feature_cache_dir or os.path.join(workdir, workdir_lib.CACHE_DIR)
   d = config.dataset
   arrays = {split: feature_cache.load_or_compute(config, cache_dir, model, params, split,
-                                                 views, kinds)
+                                                 views, kinds, passes)
             for split, views in ((d.train_split, feature_cache.TRAIN_VIEWS),
                                  (d.val_split, feature_cache.EVAL_VIEWS),
                                  (d.test_split, feature_cache.EVAL_VIEWS))}
@@ -389,8 +390,9 @@ def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
     if first_epoch == 0:
       state = steps.stage_state(state, optimizer)
     replicated = parallel.replicate(state)
+    passes = []
     source = stage_source(config, workdir, model, replicated['params'], state['params'],
-                          stage_index)
+                          stage_index, passes)
     cache_seconds = time.time() - start
     if first_epoch < stage.epochs:
       replicated = run_stage(config, workdir, model, optimizer, mngr, replicated, source,
@@ -401,7 +403,7 @@ def run_stages(config, workdir, model, mngr, state, start_stage, start_epoch):
     append_metrics(workdir, dict(stage=stage_name, timing=dict(
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
         first_epoch=first_epoch, epochs=stage.epochs,
-        source=source.kind or 'image')))
+        source=source.kind or 'image', cache_passes=passes)))
 
 
 def run_stage(config, workdir, model, optimizer, mngr, state, source, stage_index,

@@ -8,12 +8,12 @@ Used by `bench.dtype_seeds` (float32 vs bfloat16) and `bench.keras_vs_aesthetix
 """
 
 import numpy as np
-import scipy.stats
 
 from aesthetix import report
 from aesthetix import schedule
+from aesthetix import stats
 
-CONFIDENCE = 0.95
+CONFIDENCE = stats.CONFIDENCE
 OVERALL, ATTRIBUTE_MEAN = 0, 1
 MEASURE_LABELS = {OVERALL: 'overall', ATTRIBUTE_MEAN: 'attribute mean'}
 
@@ -30,25 +30,6 @@ def stage_rhos(results):
   """{stage: rho_pair} of the test split, from a run's results (`report.build_results`)."""
   return {stage: rho_pair(results['outputs'], metrics)
           for stage, metrics in results['stages'].items()}
-
-
-def paired_summary(a, b):
-  """Mean and sd of `a` and of `b`, and of b - a paired: CI and t-test p.
-
-  Returns dict(mean_a, sd_a, mean_b, sd_b, diff, ci_low, ci_high, p); the
-  spread and interval are nan with fewer than two pairs.
-  """
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  d = b - a
-  n = len(d)
-  out = dict(mean_a=a.mean(), mean_b=b.mean(), diff=d.mean(),
-             sd_a=np.nan, sd_b=np.nan, ci_low=np.nan, ci_high=np.nan, p=np.nan)
-  if n >= 2:
-    half = scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
-    out.update(sd_a=a.std(ddof=1), sd_b=b.std(ddof=1),
-               ci_low=d.mean() - half, ci_high=d.mean() + half,
-               p=scipy.stats.ttest_rel(b, a).pvalue)
-  return out
 
 
 def markdown_table(title, variants, seeds, rhos, seconds):
@@ -75,11 +56,11 @@ def markdown_table(title, variants, seeds, rhos, seconds):
     cells += ['read back' if seconds[(seed, k)] is None else f'{seconds[(seed, k)]:.0f}'
               for k in keys]
     lines.append('| ' + ' | '.join(cells) + ' |')
-  summaries = [paired_summary([rhos[(seed, keys[0])][s][w] for seed in seeds],
+  summaries = [stats.paired_summary([rhos[(seed, keys[0])][s][w] for seed in seeds],
                               [rhos[(seed, keys[1])][s][w] for seed in seeds])
                for s, w in cols]
-  for name, stats in (('mean', ('mean_a', 'mean_b')), ('sd', ('sd_a', 'sd_b'))):
-    cells = [name] + [fmt(m[k]) for m in summaries for k in stats]
+  for name, keys_ in (('mean', ('mean_a', 'mean_b')), ('sd', ('sd_a', 'sd_b'))):
+    cells = [name] + [fmt(m[k]) for m in summaries for k in keys_]
     lines.append('| ' + ' | '.join(cells + ['', '']) + ' |')
   lines += ['', f'| {variants[1][2]} - {variants[0][2]}, paired | difference | '
             f'{CONFIDENCE:.0%} interval | t-test p |', '|---|---:|---:|---:|']

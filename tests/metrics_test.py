@@ -48,7 +48,7 @@ def test_rank_correlation_matrix():
 def test_score_intervals():
   true = np.array([0.0, 0.05, 0.15, 0.5, 0.95, 1.0])
   pred = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-  rows, summary = metrics.score_intervals(true, pred, 0.0, 1.0, num=10)
+  rows, summary = metrics.score_intervals(true, pred, metrics.equal_edges(0.0, 1.0, 10))
   assert [r['count'] for r in rows] == [2, 1, 0, 0, 0, 1, 0, 0, 0, 2]
   # Prediction range [0.1, 0.6] holds the true scores 0.15 and 0.5.
   assert [r['inside_prediction_range'] for r in rows] == [0, 1, 0, 0, 0, 1, 0, 0, 0, 0]
@@ -74,3 +74,16 @@ def test_rank_correlation_matrix_with_constant_columns_matches_scipy_elsewhere()
   assert two.shape == (2, 2) and np.isclose(two[0, 1], stats.spearmanr(values[:, 0],
                                                                         values[:, 1])[0])
   assert np.isnan(metrics.rank_correlation_matrix(np.full((200, 12), 0.5))).all()
+
+
+def test_table3_intervals_count_float32_scores_as_keras_holds_them():
+  """float32 0.7 and 0.9 lie just below 0.7 and 0.9: into 0.60-0.70 and 0.80-0.90."""
+  edges = [0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 1.00]
+  values = [0.05, 0.099, 0.1, 0.7, 0.9, 1.0, 0.01]
+  true = np.array(values, np.float32)
+  rows, summary = metrics.score_intervals(true, true, edges)
+  counts = [r['count'] for r in rows]
+  assert counts == [2, 1, 0, 0, 0, 0, 1, 0, 1, 1]
+  assert summary['outside_intervals'] == 1  # 0.01 lies below 0.05.
+  rows64, _ = metrics.score_intervals(np.array(values, np.float64), true, edges)
+  assert [r['count'] for r in rows64][6:] == [0, 1, 0, 2]  # In float64, 0.7 is 0.7.

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from aesthetix import stats
 from bench import paired
 
 
 def test_paired_summary_matches_scipy():
   a = np.array([0.59, 0.63, 0.52, 0.57, 0.14])
   b = np.array([0.60, 0.67, 0.51, 0.61, 0.32])
-  s = paired.paired_summary(a, b)
+  s = stats.paired_summary(a, b)
   d = b - a
   low, high = scipy.stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=scipy.stats.sem(d))
   assert s['diff'] == pytest.approx(d.mean())
@@ -21,7 +22,7 @@ def test_paired_summary_matches_scipy():
 
 
 def test_paired_summary_of_one_pair_has_no_spread():
-  s = paired.paired_summary([0.5], [0.6])
+  s = stats.paired_summary([0.5], [0.6])
   assert s['diff'] == pytest.approx(0.1)
   assert all(np.isnan(s[k]) for k in ('sd_a', 'sd_b', 'ci_low', 'ci_high', 'p'))
 
@@ -31,3 +32,23 @@ def test_rho_pair_is_overall_and_mean_of_attributes():
   assert paired.rho_pair(['score', 'a', 'b'], metrics) == pytest.approx((0.5, 0.25))
   overall, mean = paired.rho_pair(['score'], metrics)
   assert overall == 0.5 and np.isnan(mean)
+
+
+def test_mean_interval_and_one_sample_test_match_scipy():
+  values = np.array([0.70, 0.71, 0.69, 0.72, 0.705])
+  m = stats.mean_interval(values)
+  low, high = scipy.stats.t.interval(0.95, 4, loc=values.mean(), scale=scipy.stats.sem(values))
+  assert (m['mean'], m['ci_low'], m['ci_high']) == pytest.approx((values.mean(), low, high))
+  s = stats.against_constant(values, 0.7041)
+  assert s['p'] == pytest.approx(scipy.stats.ttest_1samp(values, 0.7041).pvalue)
+  assert s['diff'] == pytest.approx(values.mean() - 0.7041)
+
+
+def test_verdicts():
+  assert stats.greater_verdict(dict(ci_low=0.01, ci_high=0.05)) == stats.SUPPORTED
+  assert stats.greater_verdict(dict(ci_low=-0.05, ci_high=-0.01)) == stats.NOT_SUPPORTED
+  assert stats.greater_verdict(dict(ci_low=-0.01, ci_high=0.05)) == stats.INCONCLUSIVE
+  assert stats.greater_verdict(dict(ci_low=np.nan, ci_high=np.nan)) == stats.INCONCLUSIVE
+  assert stats.similar_verdict(dict(ci_low=-0.01, ci_high=0.01), 0.02) == stats.SUPPORTED
+  assert stats.similar_verdict(dict(ci_low=0.03, ci_high=0.05), 0.02) == stats.NOT_SUPPORTED
+  assert stats.within_verdict(dict(ci_low=0.68, ci_high=0.70), 0.6738, 0.7112) == stats.SUPPORTED
