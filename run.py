@@ -9,6 +9,7 @@
   python run.py --mode=report --workdir=W                         # report.md + figures
   python run.py --mode=reproduce --workdir=W --seeds=0,1,2,3,4     # the paper: PAPER.md
   python run.py --mode=reproduce --config=configs/reproduce.py:demo --workdir=W
+  python run.py --mode=export --workdir=W --output=DIR --format=saved_model  # or stablehlo, tflite
 
 Exit status: 0 done; 2 a mistake of the command line, the set-up or the data
 (one line saying what and how to fix it); 3 the audit found counts that differ
@@ -41,7 +42,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/aadb.py or configs/aadb.py:single_task.',
     lock_config=True)
 _MODE = flags.DEFINE_enum('mode', 'train', ('train', 'evaluate', 'audit', 'convert_weights',
-                                            'predict', 'gradcam', 'report', 'reproduce'),
+                                            'predict', 'gradcam', 'report', 'reproduce',
+                                            'export'),
                           'What to do.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
 _KERAS_H5 = flags.DEFINE_string('keras_h5', None, 'convert_weights: Keras weights file.')
@@ -54,7 +56,8 @@ _IMAGES = flags.DEFINE_string(
     "recursively) or a quoted glob such as 'photos/**/*.jpg'.")
 _OUTPUT = flags.DEFINE_string(
     'output', None, 'predict: the scores file, JSON when it ends in .json, else CSV '
-    '(default: CSV on stdout); gradcam: the folder for the PNGs.')
+    '(default: CSV on stdout); gradcam: the folder for the PNGs; export: the folder of '
+    'the model.')
 _TARGET = flags.DEFINE_string(
     'target', None, 'gradcam: the output to explain, e.g. Light (default: the overall score).')
 _LAYER = flags.DEFINE_string(
@@ -63,6 +66,12 @@ _LAYER = flags.DEFINE_string(
 _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size', None, 'predict, gradcam: images per step (default: the config\'s '
     'eval_batch_size, rounded up to a multiple of the devices).')
+_FORMAT = flags.DEFINE_enum('format', None, ('saved_model', 'stablehlo', 'tflite'),
+                            'export: saved_model (TF Serving), stablehlo (JAX servers) or '
+                            'tflite (LiteRT).')
+_QUANTIZE = flags.DEFINE_enum('quantize', None, ('float16', 'dynamic_int8'),
+                              'export --format=tflite: store the weights in 16 or 8 bits.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'export: replace an existing --output.')
 _SEEDS = flags.DEFINE_list('seeds', None, 'reproduce: the seeds, e.g. 0,1,2,3,4 (default: '
                            "the reproduction config's).")
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'evaluate: TFDS data_dir of the test data.')
@@ -94,14 +103,16 @@ MODES = {
                 ('target', 'layer', 'batch_size') + MULTI_PROCESS_FLAGS),
     'report': (('workdir',), ()),
     'reproduce': (('workdir',), ('config', 'seeds') + MULTI_PROCESS_FLAGS),
+    'export': (('workdir', 'output', 'format'), ('quantize', 'overwrite')),
 }
 # What each flag takes, for the message of one that is missing.
 FLAG_VALUES = {
     'config': 'configs/aadb.py (or eva.py, demo.py)',
     'workdir': "W (the run's folder)",
     'images': "PHOTOS (a file, a folder or a quoted glob 'photos/*.jpg')",
-    'output': 'DIR (a folder for the figures)',
+    'output': 'DIR (a folder: the figures, or the exported model)',
     'keras_h5': 'IN.h5 (a Keras weights file)',
+    'format': 'saved_model (or stablehlo, tflite)',
     'out': 'OUT.msgpack',
 }
 # Config files that are not a run's config.
@@ -203,7 +214,12 @@ def check_flags(mode):
 def check_paths(mode):
   """What the mode reads exists and what it writes can be written (no JAX yet)."""
   problems = []
-  if mode in ('evaluate', 'predict', 'gradcam', 'report'):
+  if mode == 'export':
+    if os.path.exists(_OUTPUT.value) and not _OVERWRITE.value:
+      problems.append(f'--output={_OUTPUT.value} exists: give a new folder, or --overwrite '
+                      'to replace it')
+    problems.append(preflight.writable_problem(_OUTPUT.value, 'folder'))
+  if mode in ('evaluate', 'predict', 'gradcam', 'report', 'export'):
     problems.append(preflight.trained_workdir_problem(_WORKDIR.value,
                                                       need_checkpoint=mode != 'report'))
   if mode in ('predict', 'gradcam'):
@@ -338,6 +354,16 @@ def reproduce(config):
   return 0
 
 
+def export():
+  from aesthetix import export as export_lib  # pylint: disable=g-import-not-at-top
+  info = export_lib.export(_WORKDIR.value, _OUTPUT.value, _FORMAT.value,
+                           overwrite=_OVERWRITE.value, quantize=_QUANTIZE.value)
+  print(f'Wrote {_OUTPUT.value}: {info["format"]} of {", ".join(info["outputs"])} '
+        f'({info["dataset"]} scale), input {info["input"]}; see '
+        f'{os.path.join(_OUTPUT.value, export_lib.METADATA)}.')
+  return 0
+
+
 def train(config):
   start_devices()
   from aesthetix import train as train_lib  # pylint: disable=g-import-not-at-top
@@ -359,7 +385,7 @@ def dispatch(argv):
   if mode == 'reproduce':
     return reproduce(config)
   return {'evaluate': evaluate, 'convert_weights': convert_weights, 'predict': predict,
-          'gradcam': gradcam, 'report': report}[mode]()
+          'gradcam': gradcam, 'report': report, 'export': export}[mode]()
 
 
 # ---------------------------------------------------------------- exit codes

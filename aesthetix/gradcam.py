@@ -19,10 +19,11 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
+from aesthetix import images as images_lib
 from aesthetix import parallel
-from aesthetix import predict
 from aesthetix import preflight
 from aesthetix import progress
+from aesthetix import scorer
 from aesthetix import targets
 from aesthetix import train
 from aesthetix import vgg16
@@ -162,7 +163,7 @@ def _prepare(loaded, config):
   pixels, reason = loaded
   if pixels is None:
     return None, reason
-  return display_image(pixels), predict.model_input(pixels, config)
+  return display_image(pixels), images_lib.model_input(pixels, config)
 
 
 def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_size=None):
@@ -180,8 +181,8 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_siz
   step = make_cam_step(model, layer, index)
   replicated = parallel.replicate(params)
   # Each process draws the figures of its part of the files; all run as many steps.
-  batch_size = parallel.process_batch_size(predict.scoring_batch_size(config,
-                                                                     batch_size=batch_size))
+  batch_size = parallel.process_batch_size(scorer.batch_size_for(config,
+                                                                 batch_size=batch_size))
   begin, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
   size = int(config.dataset.image_size)
@@ -191,7 +192,7 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_siz
     for start in range(first, last, batch_size):
       chunk = list(range(begin + start - first, min(begin + start - first + batch_size, end)))
       bar.update(len(chunk))
-      loaded = [_prepare(x, config) for x in pool.map(lambda i: predict.load(paths[i]), chunk)]
+      loaded = [_prepare(x, config) for x in pool.map(lambda i: images_lib.load(paths[i]), chunk)]
       good = [(i, shown, x) for i, (shown, x) in zip(chunk, loaded) if shown is not None]
       for i, (shown, reason) in zip(chunk, loaded):
         if shown is None:

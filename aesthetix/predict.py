@@ -1,9 +1,9 @@
 """Scores for anyone's photos: the overall score and every attribute, in the dataset's scale.
 
-`predict_workdir(workdir, images, output)` loads a trained model from its
-workdir alone (config.json and the latest checkpoint), reads every image Pillow
-can read, resizes it exactly as training resized its images
-(`input_pipeline.resize_image`) and writes one row per file: the path, one
+`predict_workdir(workdir, images, output)` scores the files with a `Scorer`
+(the model of a workdir, from its files alone), reading every image Pillow
+can read and resizing it exactly as training resized its images
+(`images.model_input`), and writes one row per file: the path, one
 column per output (`targets.model_output_names`, mapped by `targets.from_unit` to the
 training dataset's own scale) and an error column. A file that cannot be read
 gets its error and no scores; it never stops the batch.
@@ -19,100 +19,21 @@ import sys
 import time
 
 import numpy as np
-from PIL import Image
-from PIL import ImageOps
-from PIL import UnidentifiedImageError
 
-from aesthetix import input_pipeline
+from aesthetix import images as images_lib
 from aesthetix import parallel
 from aesthetix import preflight
 from aesthetix import progress as progress_lib
-from aesthetix import steps
+from aesthetix import scorer as scorer_lib
 from aesthetix import targets
-from aesthetix import train
 from aesthetix import workdir as workdir_lib
 
 PATH_COLUMN = 'path'
 ERROR_COLUMN = 'error'
-# Transparent pixels are shown on white, as a photo on a page or a screen.
-BACKGROUND = (255, 255, 255)
-# Pillow's modes of one 16-bit (or wider integer) channel.
-SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
-SIXTEEN_TO_EIGHT_BITS = 257.0  # 65535 / 255.
 # Decimals of the scores written: far below any difference that matters.
 DECIMALS = 6
 # Images decoded ahead of the devices, per loader thread.
 _LOAD_AHEAD_PER_THREAD = 4
-
-
-class ImageError(ValueError):
-  """A file that is not an image Pillow can read; `reason` says why."""
-
-  def __init__(self, path, reason):
-    super().__init__(f'{path}: {reason}')
-    self.path = path
-    self.reason = reason
-
-
-def to_rgb(image):
-  """A Pillow image of any mode -> uint8 RGB [H, W, 3].
-
-  16-bit channels are scaled to 8 bits, float ones read as [0, 1] (or [0, 255]
-  when larger values occur), transparency is composited on `BACKGROUND`,
-  CMYK, palette, grayscale and bilevel images are converted by Pillow.
-  """
-  if image.mode in SIXTEEN_BIT_MODES or image.mode == 'F':
-    pixels = np.asarray(image, np.float64)
-    if image.mode in SIXTEEN_BIT_MODES:
-      pixels = pixels / SIXTEEN_TO_EIGHT_BITS
-    elif pixels.size and np.nanmax(pixels) <= 1.0:
-      pixels = pixels * 255.0
-    gray = np.clip(np.round(np.nan_to_num(pixels)), 0, 255).astype(np.uint8)
-    return np.repeat(gray[..., None], 3, axis=-1)
-  if image.mode in ('RGBA', 'LA', 'PA', 'La', 'RGBa') or 'transparency' in image.info:
-    rgba = image.convert('RGBA')
-    background = Image.new('RGBA', rgba.size, BACKGROUND + (255,))
-    image = Image.alpha_composite(background, rgba)
-  return np.asarray(image.convert('RGB'), np.uint8)
-
-
-def load_image(path):
-  """Any image Pillow reads -> uint8 RGB [H, W, 3], upright.
-
-  The EXIF orientation is applied; of an animation or a multi-page file, the
-  first frame is used. Raises `ImageError` (naming the file) otherwise.
-  """
-  try:
-    if os.path.getsize(path) == 0:
-      raise ImageError(path, 'empty file')
-    with Image.open(path) as image:
-      image.seek(0)
-      return to_rgb(ImageOps.exif_transpose(image))
-  except ImageError:
-    raise
-  except UnidentifiedImageError as e:
-    raise ImageError(path, 'not an image Pillow can read (unknown format or '
-                     'not an image file)') from e
-  # Broken files make Pillow's decoders raise many kinds of errors (OSError,
-  # SyntaxError, struct.error, EOFError, DecompressionBombError, ...): all of
-  # them mean "this file cannot be scored", and none may stop the others.
-  except Exception as e:  # pylint: disable=broad-except
-    raise ImageError(path, f'cannot read the image ({type(e).__name__}: {e})') from e
-
-
-def model_input(pixels, config):
-  """uint8 [H, W, 3] -> uint8 [S, S, 3], resized as the training images were."""
-  return np.asarray(input_pipeline.resize_image(
-      pixels, int(config.dataset.image_size),
-      config.dataset.get('resize_method', 'bilinear')))
-
-
-def load(path):
-  """(uint8 RGB [H, W, 3], '') or (None, reason) for one file."""
-  try:
-    return load_image(path), ''
-  except ImageError as e:
-    return None, e.reason
 
 
 def ordered_map(fn, items, workers, ahead):
@@ -130,52 +51,37 @@ def ordered_map(fn, items, workers, ahead):
       yield result
 
 
-def _batches(config, paths, positions, batch_size, count, errors, bar):
-  """`count` batches {'image': uint8 [b, S, S, 3], 'id': int [b]} of the
-  readable images at `positions` of `paths`.
-
-  'id' holds positions in `paths` (-1 for padding: batches are padded to
-  `batch_size` rows, and empty batches follow, so that every process runs as
-  many steps). Unreadable files are recorded in `errors` {position: reason}.
+def _batches(scorer, paths, positions, batch_size, count, errors, bar):
+  """`count` batches (uint8 [b, S, S, 3], positions int [b]) of the readable
+  images at `positions` of `paths`, b up to `batch_size`; empty batches follow,
+  so that every process runs as many steps. Unreadable files are recorded in
+  `errors` {position: reason}.
   """
-  size = int(config.dataset.image_size)
+  size = scorer.image_size
   workers = os.cpu_count() or 1
-  loaded = ordered_map(load, [paths[i] for i in positions], workers,
+  loaded = ordered_map(images_lib.load, [paths[i] for i in positions], workers,
                        max(batch_size, workers * _LOAD_AHEAD_PER_THREAD))
-  images, kept, done = [], [], 0
-
-  def batch(images, kept):
-    pad = batch_size - len(images)
-    stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
-    return {'image': np.concatenate([stacked, np.zeros((pad, size, size, 3), np.uint8)]),
-            'id': np.array(kept + [-1] * pad, np.int64)}
-
-  for position, (pixels, error) in zip(positions, loaded):
+  pixels, kept, done = [], [], 0
+  stack = lambda p: np.stack(p) if p else np.zeros((0, size, size, 3), np.uint8)
+  for position, (image, error) in zip(positions, loaded):
     bar.update(1)
-    if pixels is None:
+    if image is None:
       errors[position] = error
       continue
     # Resized here, on one thread: TensorFlow's eager ops stay off the pool.
-    images.append(model_input(pixels, config))
+    pixels.append(images_lib.model_input(image, scorer.config))
     kept.append(position)
-    if len(images) == batch_size:
-      yield batch(images, kept)
-      images, kept, done = [], [], done + 1
-  if images:
-    yield batch(images, kept)
+    if len(pixels) == batch_size:
+      yield stack(pixels), np.array(kept, np.int64)
+      pixels, kept, done = [], [], done + 1
+  if pixels:
+    yield stack(pixels), np.array(kept, np.int64)
     done += 1
   for _ in range(count - done):
-    yield batch([], [])
+    yield stack([]), np.zeros(0, np.int64)
 
 
-def scoring_batch_size(config, devices=None, batch_size=None):
-  """`batch_size` (default: the config's eval batch) rounded up to a multiple of
-  the devices, so that it splits over any device count."""
-  devices = parallel.device_count() if devices is None else devices
-  return -(-int(batch_size or config.eval_batch_size) // devices) * devices
-
-
-def score_paths(config, model, params, paths, batch_size=None, progress=True):
+def score_paths(scorer, paths, progress=True):
   """One row per path: {'path', *output names, 'error'}, scores in the dataset's scale.
 
   Rows of unreadable files have the reason in 'error' and None scores; rows of
@@ -184,25 +90,23 @@ def score_paths(config, model, params, paths, batch_size=None, progress=True):
   batch (None with a single batch). In a multi-process run each process scores
   its part of `paths`; every process returns all rows.
   """
-  names = targets.model_output_names(config)
-  batch_size = scoring_batch_size(config, batch_size=batch_size)
-  b = parallel.process_batch_size(batch_size)
+  names = scorer.names
+  b = parallel.process_batch_size(scorer.batch_size)
   start, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
   count = -(-(last - first) // b)
-  predict_step = steps.make_predict_step(model)
-  replicated = parallel.replicate(params)
   index, scores, errors = [], [], {}
   began, first_done = time.time(), None
   with progress_lib.bar(end - start, 'Scoring', leave=True, enabled=progress) as bar:
-    batches = _batches(config, paths, range(start, end), b, count, errors, bar)
-    for batch, host in parallel.prefetch(batches):
-      scores.append(parallel.local_rows(predict_step(replicated, batch))[:, :len(names)])
-      index.append(host['id'])
-      first_done = first_done or (time.time(), int((host['id'] >= 0).sum()))
+    for pixels, positions in _batches(scorer, paths, range(start, end), b, count, errors, bar):
+      unit = np.zeros((b, len(names)), np.float32)
+      unit[:len(pixels)] = scorer.score_pixels(pixels)
+      scores.append(unit)
+      index.append(np.concatenate([positions, np.full(b - len(positions), -1, np.int64)]))
+      first_done = first_done or (time.time(), len(positions))
   index = parallel.gather_processes(np.concatenate(index)).reshape(-1)
   scores = parallel.gather_processes(np.concatenate(scores)).reshape(-1, len(names))
-  scores = targets.from_unit(config.dataset.name, scores[index >= 0])
+  scores = targets.from_unit(scorer.config.dataset.name, scores[index >= 0])
   scores = dict(zip(index[index >= 0].tolist(), scores.tolist()))
   seconds = time.time() - began
   # Every process's first batch waited for the compilation.
@@ -213,7 +117,7 @@ def score_paths(config, model, params, paths, batch_size=None, progress=True):
   rows = []
   for position, path in enumerate(paths):
     values = scores.get(position, [None] * len(names))
-    error = '' if position in scores else errors.get(position) or load(path)[1]
+    error = '' if position in scores else errors.get(position) or images_lib.load(path)[1]
     rows.append({PATH_COLUMN: path, **dict(zip(names, values)), ERROR_COLUMN: error})
   return rows, timing
 
@@ -272,12 +176,11 @@ def predict_workdir(workdir, images, output='-', progress=True, batch_size=None)
   'images_per_second' (compilation included), 'steady_images_per_second'
   (after the first batch; None with one batch)}.
   """
-  config, model, params = train.load_trained(workdir)
+  scorer = scorer_lib.Scorer.from_workdir(workdir, batch_size)
   paths = preflight.find_images(images)
-  rows, timing = score_paths(config, model, params, paths, batch_size=batch_size,
-                             progress=progress)
+  rows, timing = score_paths(scorer, paths, progress=progress)
   seconds = timing['seconds']
-  names = targets.model_output_names(config)
+  names = scorer.names
   if parallel.is_main_process():
     write_scores(rows, names, output)
   parallel.sync('scores written')

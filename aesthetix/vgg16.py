@@ -38,7 +38,10 @@ def preprocess_input(images):
 
   The same numbers as `keras.applications.vgg16.preprocess_input`.
   """
-  x = jnp.asarray(images, jnp.float32)[..., ::-1]
+  # lax.rev, not x[..., ::-1]: the same values, but one StableHLO reverse that
+  # exporters (TFLite's converter) take, where a negative-step slice of a
+  # batch of unknown size becomes a dynamic gather they do not.
+  x = jax.lax.rev(jnp.asarray(images, jnp.float32), (jnp.ndim(images) - 1,))
   return x - jnp.asarray(IMAGENET_MEAN_BGR, jnp.float32)
 
 

@@ -19,6 +19,7 @@ the CPU (what CI checks).
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -270,9 +271,7 @@ def main(argv):
 
 def _missing_data_packages():
   """Why the steps that read data cannot run here, or None."""
-  try:
-    import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
+  if importlib.util.find_spec('tensorflow_datasets') is None:
     return 'TensorFlow Datasets is not installed (it reads the data): install requirements-cuda.txt'
   return None
 

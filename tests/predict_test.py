@@ -9,9 +9,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from aesthetix import images
 from aesthetix import input_pipeline
 from aesthetix import predict
 from aesthetix import preflight
+from aesthetix import scorer
 from aesthetix import targets
 from tests import progress_recorder
 from tests import trained_workdir
@@ -81,28 +83,28 @@ def by_name(rows):
 
 
 def test_load_image_converts_every_mode_to_upright_rgb(photos):
-  rgb = predict.load_image(photos / 'rgb.png')
+  rgb = images.load_image(photos / 'rgb.png')
   assert rgb.dtype == np.uint8 and rgb.shape == (40, 56, 3)
-  np.testing.assert_array_equal(predict.load_image(photos / 'rgb.tiff'), rgb)
-  np.testing.assert_array_equal(predict.load_image(photos / 'rgb.webp'), rgb)
-  gray = predict.load_image(photos / 'more' / 'gray.png')
+  np.testing.assert_array_equal(images.load_image(photos / 'rgb.tiff'), rgb)
+  np.testing.assert_array_equal(images.load_image(photos / 'rgb.webp'), rgb)
+  gray = images.load_image(photos / 'more' / 'gray.png')
   assert gray.shape == (40, 56, 3) and np.all(gray[..., 0] == gray[..., 2])
-  np.testing.assert_array_equal(predict.load_image(photos / 'sixteen_bit.png')[..., 0],
+  np.testing.assert_array_equal(images.load_image(photos / 'sixteen_bit.png')[..., 0],
                                 photo(2)[..., 0])
-  rgba = predict.load_image(photos / 'rgba.png')
+  rgba = images.load_image(photos / 'rgba.png')
   assert np.all(rgba[:, :10] == 255)
   np.testing.assert_array_equal(rgba[:, 10:], rgb[:, 10:])
-  assert predict.load_image(photos / 'cmyk.jpg').shape == (40, 56, 3)
+  assert images.load_image(photos / 'cmyk.jpg').shape == (40, 56, 3)
   first = np.asarray(Image.fromarray(photo(3)).convert('P').convert('RGB'))
-  np.testing.assert_array_equal(predict.load_image(photos / 'animated.gif'), first)
-  np.testing.assert_array_equal(predict.load_image(photos / 'more' / 'sideways.png'),
-                                predict.load_image(photos / 'upright.png'))
+  np.testing.assert_array_equal(images.load_image(photos / 'animated.gif'), first)
+  np.testing.assert_array_equal(images.load_image(photos / 'more' / 'sideways.png'),
+                                images.load_image(photos / 'upright.png'))
 
 
 @pytest.mark.parametrize('name', sorted(BAD_FILES))
 def test_load_image_names_the_file_and_the_reason(photos, name):
-  with pytest.raises(predict.ImageError, match=BAD_FILES[name]) as e:
-    predict.load_image(photos / name)
+  with pytest.raises(images.ImageError, match=BAD_FILES[name]) as e:
+    images.load_image(photos / name)
   assert name in str(e.value)
 
 
@@ -111,7 +113,7 @@ def test_a_jpeg_reaches_the_model_as_training_images_do(trained, photos):
   encoded = open(photos / 'rgb.jpg', 'rb').read()
   size = config.dataset.image_size
   np.testing.assert_array_equal(
-      predict.model_input(predict.load_image(photos / 'rgb.jpg'), config),
+      images.model_input(images.load_image(photos / 'rgb.jpg'), config),
       input_pipeline.decode_and_resize(encoded, False, size, config.dataset.resize_method))
 
 
@@ -207,6 +209,23 @@ def test_scoring_reports_progress_and_a_steady_rate(trained, photos, tmp_path, m
 def test_the_scoring_batch_fits_any_device_count(trained):
   config, _ = trained
   assert config.eval_batch_size == 8
-  assert predict.scoring_batch_size(config, devices=3) == 9
-  assert predict.scoring_batch_size(config, devices=2) == 8
-  assert predict.scoring_batch_size(config, devices=3, batch_size=64) == 66
+  assert scorer.batch_size_for(config, devices=3) == 9
+  assert scorer.batch_size_for(config, devices=2) == 8
+  assert scorer.batch_size_for(config, devices=3, batch_size=64) == 66
+
+
+def test_few_photos_are_padded_to_a_power_of_two_not_a_full_batch():
+  assert [scorer.padded_rows(n, 64, 2, 1) for n in (1, 2, 3, 5, 33, 64)] == [2, 2, 4, 8, 64, 64]
+  assert scorer.padded_rows(1, 66, 3, 1) == 3 and scorer.padded_rows(7, 9, 3, 1) == 9
+  assert scorer.padded_rows(1, 64, 2, processes=2) == 64  # One program on every process.
+
+
+def test_one_photo_scores_as_it_does_within_a_full_batch(trained):
+  _, workdir = trained
+  model = scorer.Scorer.from_workdir(workdir)
+  rng = np.random.default_rng(0)
+  full = rng.integers(0, 256, (model.batch_size, model.image_size, model.image_size, 3),
+                      np.uint8)
+  together = model.score_pixels(full)
+  for n in (1, 3):
+    np.testing.assert_allclose(model.score_pixels(full[:n]), together[:n], atol=1e-6)
