@@ -10,8 +10,9 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=2').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # The tests compile the same tiny programs many times (in this process and in
-# the run.py processes they start, which inherit the environment): one
-# persistent compilation cache for the session turns the repeats into reads.
+# the run.py processes they start, which inherit the environment, as
+# pytest-xdist's workers do): one persistent compilation cache for the session
+# turns the repeats into reads.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       tempfile.mkdtemp(prefix='aesthetix_test_jax_cache_'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')

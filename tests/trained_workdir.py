@@ -1,7 +1,8 @@
 """One tiny trained workdir, shared by the predict, Grad-CAM and figures tests.
 
-Training takes tens of seconds, so it runs once per test session: the first
-module that asks trains it under pytest's session temp dir, later ones reuse it.
+Training takes tens of seconds, so it runs once per test process (each of
+pytest-xdist's workers): the first module that asks trains it under pytest's
+temp dir, later ones reuse it.
 """
 
 from aesthetix import train
