@@ -34,6 +34,7 @@ DEFAULT_LAYER = vgg16.CONV_LAYER_NAMES[-1]
 COLORMAP = 'jet'
 OVERLAY_ALPHA = 0.45  # Share of the heatmap's colour in the overlay.
 DISPLAY_SIZE = 640    # Longest side, in pixels, of the photo shown in a figure.
+MIN_DISPLAY_SIZE = 256  # Smaller photos are drawn enlarged to this, so the titles fit.
 FIGURE_DPI = 100
 SUFFIX = '_gradcam.png'
 
@@ -120,6 +121,8 @@ def overlay(pixels, cam, alpha=OVERLAY_ALPHA, colormap=COLORMAP):
 def write_figure(path, pixels, cam, title):
   """PNG: the photo, and the photo with the map over it, side by side."""
   h, w = pixels.shape[:2]
+  enlarge = max(1.0, MIN_DISPLAY_SIZE / max(h, w))
+  h, w = h * enlarge, w * enlarge
   fig = Figure(figsize=(2 * w / FIGURE_DPI + 1, h / FIGURE_DPI + 0.8), dpi=FIGURE_DPI,
                layout='constrained')
   left, right = fig.subplots(1, 2)

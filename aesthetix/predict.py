@@ -100,7 +100,7 @@ def score_paths(scorer, paths, progress=True):
   with progress_lib.bar(end - start, 'Scoring', leave=True, enabled=progress) as bar:
     for pixels, positions in _batches(scorer, paths, range(start, end), b, count, errors, bar):
       unit = np.zeros((b, len(names)), np.float32)
-      unit[:len(pixels)] = scorer.score_pixels(pixels)
+      unit[:len(pixels)] = scorer.score_pixels(pixels, full=count > 1)  # One program.
       scores.append(unit)
       index.append(np.concatenate([positions, np.full(b - len(positions), -1, np.int64)]))
       first_done = first_done or (time.time(), len(positions))

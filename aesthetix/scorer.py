@@ -84,12 +84,13 @@ class Scorer:
       raise ValueError(f'Pixels must be RGB [height, width, 3], got shape {image.shape}.')
     return images_lib.model_input(image, self.config)
 
-  def score_pixels(self, batch):
-    """uint8 [b, S, S, 3] (b up to the batch size: padded here) -> [b, outputs] in
-    [0, 1]; this process's rows of one step, as every scoring path runs it."""
-    n = len(batch)
-    rows = padded_rows(n, parallel.process_batch_size(self.batch_size),
-                       parallel.device_count(), jax.process_count())
+  def score_pixels(self, batch, full=False):
+    """uint8 [b, S, S, 3] (b up to the batch size: padded here, to the whole
+    batch when `full`) -> [b, outputs] in [0, 1]; this process's rows of one
+    step, as every scoring path runs it."""
+    n, step = len(batch), parallel.process_batch_size(self.batch_size)
+    rows = step if full else padded_rows(n, step, parallel.device_count(),
+                                         jax.process_count())
     padded = np.zeros((rows,) + batch.shape[1:], np.uint8)
     padded[:n] = batch
     out = self._step(self._replicated, parallel.put_batch({'image': padded}))
@@ -102,7 +103,8 @@ class Scorer:
     step = parallel.process_batch_size(self.batch_size)
     for start in range(0, len(pixels), step):
       chunk = np.stack(pixels[start:start + step])
-      out[start:start + len(chunk)] = self.score_pixels(chunk)
+      # Several batches: the last one too runs the full batch's program, not a new one.
+      out[start:start + len(chunk)] = self.score_pixels(chunk, full=len(pixels) > step)
     return targets.from_unit(self.config.dataset.name, out) if len(out) else out
 
   def score(self, images):
