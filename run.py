@@ -453,7 +453,8 @@ def parse_flags(argv):
 _QUIET = (
     ('/orbax/', std_logging.WARNING, ('Given directory is read only',
                                       'CheckpointManagerOptions.read_only=True')),
-    ('/tensorflow_datasets/', std_logging.WARNING, ('has no dataset_info.json',)),
+    ('/tensorflow_datasets/', std_logging.WARNING, ('has no dataset_info.json',
+                                                    'Using custom data configuration')),
     ('/jax/_src/xla_bridge.py', std_logging.WARNING, ()),
 )
 

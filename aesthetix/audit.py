@@ -21,10 +21,12 @@ def table2_counts(params):
 def compared_parts(config):
   """Parts whose count the paper gives for this config's model.
 
-  Table 2 describes the multi-task model; its output row does not apply to
-  the single-task ablation.
+  Table 2 describes the multi-task model on the paper's datasets; its output
+  row does not apply to the single-task ablation, nor to a user's own outputs
+  (no paper count: `config.paper.table2.output` None).
   """
-  return PARTS if config.model.tasks == 'multi' else PARTS[:2]
+  own_outputs = config.paper.table2.output is None
+  return PARTS if config.model.tasks == 'multi' and not own_outputs else PARTS[:2]
 
 
 def _ratio(a, b):
@@ -52,9 +54,9 @@ def table2_report(config, counts):
     shown = f'{paper[part]:,}' if part in compared else '-'
     rows.append(f'| {labels[part]} | {shown} | {counts[part]:,} | {match} '
                 f'| {pan[part]:,} | {_ratio(pan[part], counts[part])} |')
-  total, paper_total, pan_total = (sum(d[p] for p in PARTS)
-                                   for d in (counts, paper, pan))
   whole = len(compared) == len(PARTS)
+  total, pan_total = (sum(d[p] for p in PARTS) for d in (counts, pan))
+  paper_total = sum(paper[p] for p in PARTS) if whole else None
   rows.append(f'| Total | {f"{paper_total:,}" if whole else "-"} | {total:,} | '
               f'{("yes" if total == paper_total else "NO") if whole else "not in Table 2"} '
               f'| {pan_total:,} | {_ratio(pan_total, total)} |')
@@ -66,8 +68,8 @@ def table2_report(config, counts):
   else:
     summary = (f'Table 2 gives {given} and the total for this model: all match.' if whole
                else f'Table 2 gives {given} for this variant: they match. It has no '
-               'output layer or total for it (its output row is the multi-task model\'s), '
-               'so those are not compared.')
+               'output layer or total for it (its output row is the multi-task model\'s '
+               'on the paper\'s datasets), so those are not compared.')
   return '\n'.join(rows), mismatches, summary
 
 

@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from aesthetix import errors
+from aesthetix import targets
 from aesthetix import workdir as workdir_lib
 
 CONFIG_FILE = workdir_lib.CONFIG_FILE
@@ -90,6 +91,7 @@ def trained_config(workdir):
   if config is None:
     raise FileNotFoundError(f'{workdir} holds no {CONFIG_FILE}: not a workdir of '
                             '`run.py --mode=train`.')
+  targets.use_config(config)  # A user's own outputs, as the run stored them.
   return config
 
 

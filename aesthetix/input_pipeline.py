@@ -44,6 +44,7 @@ from aesthetix import errors
 from aesthetix import parallel
 from aesthetix import targets
 from data_builders import manual_files
+from data_builders.rated_photos import ratings
 
 
 def _hide_gpus_from_tf():
@@ -64,7 +65,8 @@ _READ_CONFIG = dict(interleave_cycle_length=1)
 
 def builder_class(name):
   """The `Builder` class of data_builders/NAME/NAME_dataset_builder.py."""
-  targets.spec(name)  # A clear error for an unknown dataset.
+  if name not in targets.DECLARED:
+    targets.spec(name)  # A clear error for an unknown dataset.
   module_name = BUILDER_MODULE.format(name=name)
   try:
     module = importlib.import_module(module_name)
@@ -76,10 +78,14 @@ def builder_class(name):
 
 def _new_builder(config):
   d = config.dataset
+  targets.use_config(config)  # A user's own outputs, from their dataset.json.
   cls = builder_class(d.name)
   kwargs = {}
-  if 'skip_unreadable' in inspect.signature(cls.__init__).parameters:
+  parameters = inspect.signature(cls.__init__).parameters
+  if 'skip_unreadable' in parameters:
     kwargs['skip_unreadable'] = bool(d.get('skip_unreadable', False))
+  if 'manual_dir' in parameters:  # A builder whose config its folder makes.
+    kwargs['manual_dir'] = d.manual_dir
   kwargs.update(d.get('builder_kwargs', None) or {})
   return cls(data_dir=d.data_dir, **kwargs)
 
@@ -91,7 +97,10 @@ MANUAL_DIR_FLAGS = ('--config.dataset.manual_dir=DIR (training) or --manual_dir=
 def data_problem(config):
   """Why the dataset can be neither read nor built here, or None (a check before
   a run starts: nothing is built or written)."""
-  b = _new_builder(config)
+  try:
+    b = _new_builder(config)
+  except ratings.RatingsError as e:  # A user's folder of rated photos.
+    return str(e)
   if b.is_prepared():
     return None
   d = config.dataset

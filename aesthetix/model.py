@@ -116,7 +116,7 @@ class AestheticsModel(nn.Module):
 
 def model_groups(config):
   """Output layer sizes for `config.model` on `config.dataset`."""
-  num_attributes = len(targets.spec(config.dataset.name).attributes)
+  num_attributes = len(targets.use_config(config).attributes)
   return output_groups(config.model.tasks, config.model.output_layers,
                        num_attributes)
 

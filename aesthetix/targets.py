@@ -71,11 +71,51 @@ SPECS = {
 }
 
 
+# Datasets whose outputs their data declares (data_builders/rated_photos): the
+# spec comes from the config (config.dataset.outputs, filled from the data's
+# dataset.json and stored in each workdir's config.json), registered here.
+DECLARED = ('rated_photos',)
+_DECLARED_SPECS = {}
+
+
+def declared_spec(name, outputs):
+  """The `DatasetSpec` of ((name, lo, hi), ...), the overall score first."""
+  outputs = tuple((str(n), float(lo), float(hi)) for n, lo, hi in outputs)
+  return DatasetSpec(name, outputs[0][0], tuple(n for n, _, _ in outputs[1:]),
+                     {n: (lo, hi) for n, lo, hi in outputs})
+
+
+def use_config(config):
+  """Makes `config`'s declared outputs the spec of its dataset; returns the spec.
+
+  A no-op for the datasets of SPECS. For a DECLARED dataset, the outputs are
+  `config.dataset.outputs`; when that is empty they are read from the
+  dataset.json of `config.dataset.manual_dir` into it (so config.json keeps
+  them, and a copied workdir scores without the data).
+  """
+  d = config.dataset
+  if d.name not in DECLARED:
+    return spec(d.name)
+  if not d.get('outputs'):
+    if not d.get('manual_dir'):
+      raise ValueError(f'{d.name}: give the folder of the photos, their ratings and '
+                       'dataset.json with --config.dataset.manual_dir=DIR.')
+    from data_builders.rated_photos import ratings  # pylint: disable=g-import-not-at-top
+    d.outputs = tuple(list(o) for o in ratings.read_spec(d.manual_dir).outputs)
+  _DECLARED_SPECS[d.name] = declared_spec(d.name, d.outputs)
+  return _DECLARED_SPECS[d.name]
+
+
 def spec(name):
   """The `DatasetSpec` of dataset `name`."""
+  if name in _DECLARED_SPECS:
+    return _DECLARED_SPECS[name]
+  if name in DECLARED:
+    raise ValueError(f'{name}: its outputs come from its dataset.json and are not known '
+                     'yet (targets.use_config(config) first).')
   if name not in SPECS:
     raise ValueError(
-        f'Unknown dataset {name!r}; known: {", ".join(sorted(SPECS))}. '
+        f'Unknown dataset {name!r}; known: {", ".join(sorted((*SPECS, *DECLARED)))}. '
         'Add its DatasetSpec to aesthetix/targets.py.')
   return SPECS[name]
 

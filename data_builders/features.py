@@ -6,12 +6,13 @@ import tensorflow_datasets as tfds
 from aesthetix import targets
 
 
-def example_features(name, *, id_doc, label_doc='In {range}.', **extra):
+def example_features(dataset, *, id_doc, label_doc='In {range}.', **extra):
   """FeaturesDict with 'image' (JPEG), 'id', 'labels' {output name: float32} and `extra`.
 
+  `dataset`: a name, or the `targets.DatasetSpec` of outputs its data declares.
   Labels are stored in the dataset's own scale; `label_doc` may use {range}.
   """
-  spec = targets.spec(name)
+  spec = dataset if isinstance(dataset, targets.DatasetSpec) else targets.spec(dataset)
   return tfds.features.FeaturesDict({
       'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
       'id': tfds.features.Text(doc=id_doc),

@@ -34,7 +34,7 @@ def only_error_line(stderr):
 MISTAKES = [
     (['--config=configs/demoo.py', '--workdir={w}'],
      '--config=configs/demoo.py: no such file. Config files: configs/aadb.py, '
-     'configs/demo.py, configs/eva.py'),
+     'configs/demo.py, configs/eva.py, configs/rated_photos.py'),
     (['--config=configs/demo.py', '--config.model.dropoutt=0.3', '--workdir={w}'],
      "--config.model.dropoutt: configs/demo.py has no field 'dropoutt' (did you mean "
      "'dropout'?)"),

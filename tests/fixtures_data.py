@@ -5,6 +5,7 @@ would read the real archives.
 """
 
 import io
+import json
 import pathlib
 import zipfile
 
@@ -154,3 +155,48 @@ def categories_of(votes):
   """The categories `make_eva` writes: 1..6 cycling, -1 for the last image."""
   ids = list(votes)
   return {i: (1 + k % 6 if k < len(ids) - 1 else -1) for k, i in enumerate(ids)}
+
+
+# A photographer's folder: an overall score and three attributes of different ranges.
+RATED_OUTPUTS = {'score': [1, 5], 'sharpness': [0, 1], 'mood': [-2, 2], 'color': [0, 10]}
+RATED_FORMATS = ('JPEG', 'PNG', 'WEBP')
+
+
+def rated_photo_path(i):
+  """Nested folders, three formats: shoots/<day>/<i>.<ext>."""
+  fmt = RATED_FORMATS[i % len(RATED_FORMATS)]
+  return f'shoots/day{i % 3}/{i:03d}.{fmt.lower().replace("jpeg", "jpg")}'
+
+
+def make_rated(root, *, n_images=30, votes=False, votes_per_image=3, seed=0,
+               split=None, delimiter=','):
+  """A folder of rated photos as a user would lay it out; returns (root, rows).
+
+  `votes`: one row per vote (with a rater column), else one row per photo.
+  `split`: written into dataset.json when given. `rows` are the CSV's data
+  rows as dicts of strings.
+  """
+  root = pathlib.Path(root)
+  rng = np.random.default_rng(seed)
+  rows = []
+  for i in range(n_images):
+    path = root / rated_photo_path(i)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.asarray(Image.open(io.BytesIO(jpeg_bytes(seed * 1000 + i))))
+    fmt = RATED_FORMATS[i % len(RATED_FORMATS)]
+    Image.fromarray(pixels).save(path, format=fmt, **({'lossless': True} if fmt == 'WEBP' else {}))
+    for v in range(votes_per_image if votes else 1):
+      row = {'image': rated_photo_path(i)}
+      if votes:
+        row['rater'] = f'r{v}'
+      for name, (lo, hi) in RATED_OUTPUTS.items():
+        row[name] = f'{rng.uniform(lo, hi):.3f}'
+      rows.append(row)
+  spec = {'outputs': RATED_OUTPUTS, 'rows': 'votes' if votes else 'images'}
+  if split is not None:
+    spec['split'] = split
+  (root / 'dataset.json').write_text(json.dumps(spec, indent=2))
+  header = list(rows[0])
+  lines = [delimiter.join(header)] + [delimiter.join(r[h] for h in header) for r in rows]
+  (root / 'ratings.csv').write_text('\n'.join(lines) + '\n', encoding='utf-8')
+  return root, rows
