@@ -212,7 +212,7 @@ def _image_path(text, manual_dir, where):
   if not rel:
     raise RatingsError(f'{where}: the {IMAGE_COLUMN!r} cell is empty.')
   norm = posixpath.normpath(rel)
-  if rel.startswith('/') or re.match(r'^[A-Za-z]:', rel) or norm.startswith('..'):
+  if rel.startswith('/') or re.match(r'^[A-Za-z]:', rel) or norm == '..' or norm.startswith('../'):
     raise RatingsError(f'{where}: image {text.strip()!r} is outside the folder {manual_dir}; '
                        'give paths relative to it (e.g. shoots/0001.jpg) and place the '
                        'photos inside it.')
