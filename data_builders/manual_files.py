@@ -19,7 +19,7 @@ from PIL import Image
 _JUNK = re.compile(r'(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$)')
 _PART = re.compile(r'\.(\d{3})$')
 # Re-encoding quality for the rare image that is not a plain RGB JPEG.
-_JPEG_QUALITY = 95
+JPEG_QUALITY = 95
 
 
 class ManualFileError(FileNotFoundError):
@@ -207,7 +207,7 @@ def checked_jpeg(data, origin):
       if im.format == 'JPEG' and im.mode == 'RGB':
         return data
       out = io.BytesIO()
-      im.convert('RGB').save(out, format='JPEG', quality=_JPEG_QUALITY)
+      im.convert('RGB').save(out, format='JPEG', quality=JPEG_QUALITY)
       return out.getvalue()
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise UnreadableImageError(

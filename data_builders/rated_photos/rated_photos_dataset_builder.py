@@ -7,7 +7,7 @@ output's standard deviation over the votes (0 for one row per photo). Photos
 are stored as other builders store theirs: a plain upright RGB JPEG byte for
 byte; any other (PNG, WebP, CMYK, a rotated EXIF orientation, ...) read as
 `--mode=predict` reads it (aesthetix.images) and stored as a JPEG of quality
-`manual_files._JPEG_QUALITY`.
+`manual_files.JPEG_QUALITY`.
 
 The builder config is named by a digest of dataset.json and the ratings file
 (`r<digest>`): a changed ratings file is a new dataset, built beside the old
@@ -94,7 +94,7 @@ def upright_jpeg(path):
     return manual_files.checked_jpeg(data, path)  # Decodes it whole: a truncated file fails.
   out = io.BytesIO()
   Image.fromarray(images_lib.load_image(path)).save(
-      out, format='JPEG', quality=manual_files._JPEG_QUALITY)  # pylint: disable=protected-access
+      out, format='JPEG', quality=manual_files.JPEG_QUALITY)
   return out.getvalue()
 
 
