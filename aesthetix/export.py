@@ -59,12 +59,11 @@ class ExportError(errors.UserError):
 
 def scoring_function(scorer):
   """(params, uint8 [b, S, S, 3]) -> float32 [b, outputs] in the dataset's scale."""
-  model = scorer.model
-  lo, hi = targets.ranges(scorer.config.dataset.name, len(scorer.names))
+  model, name, n = scorer.model, scorer.config.dataset.name, len(scorer.names)
 
   def score(params, images):
-    unit = model.apply({'params': params}, images, train=False)[:, :len(lo)]
-    return unit * jnp.asarray(hi - lo) + jnp.asarray(lo)
+    unit = model.apply({'params': params}, images, train=False)[:, :n]
+    return targets.from_unit(name, unit)
 
   return score
 
@@ -195,7 +194,7 @@ def _tflite(scorer, out, quantize=None):
                    "tf.lite.Interpreter; get_signature_runner('serving_default')")
 
 
-_WRITERS = {'saved_model': _saved_model, 'stablehlo': _stablehlo, 'tflite': _tflite}
+_WRITERS = {'saved_model': _saved_model, 'stablehlo': _stablehlo}
 
 
 def export(workdir, output, fmt, overwrite=False, quantize=None):
@@ -214,7 +213,7 @@ def export(workdir, output, fmt, overwrite=False, quantize=None):
   tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.tmp-', dir=parent)
   try:
     extra = (_tflite(scorer, tmp, quantize) if fmt == 'tflite'
-             else _WRITERS[fmt](scorer, tmp))
+             else _WRITERS[fmt](scorer, tmp))  # Only TFLite takes a quantization.
     info = metadata(scorer, fmt, extra)
     with open(os.path.join(tmp, METADATA), 'w') as f:
       json.dump(info, f, indent=2)
@@ -235,9 +234,8 @@ def size_bytes(path):
   return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
-def reference_scores(workdir, pixels):
-  """The Scorer's scores of model-sized uint8 pixels [n, S, S, 3] (for parity checks)."""
-  scorer = scorer_lib.Scorer.from_workdir(workdir)
+def reference_scores(scorer, pixels):
+  """`scorer`'s scores of model-sized uint8 pixels [n, S, S, 3] (for parity checks)."""
   out = np.concatenate([scorer.score_pixels(pixels[i:i + scorer.batch_size])
                         for i in range(0, len(pixels), scorer.batch_size)])
   return targets.from_unit(scorer.config.dataset.name, out)

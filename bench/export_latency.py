@@ -72,7 +72,7 @@ def measure(workdir, limit):
   config = scorer.config
   pixels = test_pixels(config, limit)
   lo, hi = targets.ranges(config.dataset.name, len(scorer.names))
-  reference = export.reference_scores(workdir, pixels)
+  reference = export.reference_scores(scorer, pixels)
   one, batch = pixels[:1], np.resize(pixels, (BATCH,) + pixels.shape[1:])
   rows = [('Scorer (JAX, jit)', None, median_seconds(lambda: scorer.score_pixels(one)),
            median_seconds(lambda: scorer.score_pixels(batch)), 0.0, None)]

@@ -123,7 +123,7 @@ def test_each_export_scores_as_the_scorer_in_its_own_runtime(trained, exported, 
   pixels = np.stack([images.model_input(images.load_image(p), config) for p in files])
   jpegs = [str(photos / 'rgb.jpg')] if fmt == 'saved_model' else []
   scores, from_bytes = run_fresh(fmt, folder, pixels, tmp_path, jpegs)
-  reference = export.reference_scores(workdir, pixels)
+  reference = export.reference_scores(scorer_lib.Scorer.from_workdir(workdir), pixels)
   bound = TFLITE_BOUND if fmt == 'tflite' else FLOAT32_BOUND
   assert unit_difference(config, scores, reference) <= bound
   assert info['outputs'] == list(targets.model_output_names(config))
