@@ -33,6 +33,7 @@ from aesthetix import schedule
 from aesthetix import stats
 from aesthetix import train
 from aesthetix import workdir as workdir_lib
+from configs import common
 from configs import paper_numbers
 
 # The paper's order of its tables and figures, for PAPER.md.
@@ -51,14 +52,6 @@ def run_dir(workdir, name, seed):
   return os.path.join(workdir, name, f'seed{seed}')
 
 
-def _set(config, dotted, value):
-  node = config
-  *parents, leaf = dotted.split('.')
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
-
-
 def experiment_config(spec, workdir, module_name, variant, seed):
   """The config of one run: the dataset config's variant, seeded, with the
   reproduction's data locations, shared cache and backbone."""
@@ -75,7 +68,7 @@ def experiment_config(spec, workdir, module_name, variant, seed):
   if spec.backbone == 'shared_random':
     config.model.backbone_weights = os.path.join(workdir, BACKBONE_FILE)
   for dotted, value in spec.overrides:
-    _set(config, dotted, value)
+    common.set_field(config, dotted, value)
   return config
 
 
@@ -195,6 +188,19 @@ def _cell(table, row, column, paper_value, values):
               **stats.mean_interval(values))
 
 
+# The paper's table (or figure) of each kind of result, per dataset; another
+# dataset's results go under AADB's title with the dataset named.
+_TABLES = {'per_output': {'aadb': 'Table 5', 'eva': 'Table 10'},
+           'intervals': {'aadb': 'Table 3', 'eva': 'Table 9'},
+           'correlations': {'aadb': 'Fig. 9', 'eva': 'Fig. 14'},
+           'overall': {'aadb': 'Table 6', 'eva': 'Table 8'}}
+
+
+def _table(kind, dataset):
+  by_dataset = _TABLES[kind]
+  return by_dataset.get(dataset, f'{by_dataset["aadb"]} ({dataset})')
+
+
 def _names(spec):
   return {name: (module_name, variant) for name, module_name, variant in spec.experiments}
 
@@ -218,9 +224,8 @@ def summarize(spec, runs, seeds):
       continue
     first = runs[(multi, seeds[0])]['results']
     dataset = first['dataset']
-    tables = {'aadb': ('Table 5', 'Table 3', 'Fig. 9'), 'eva': ('Table 10', 'Table 9', 'Fig. 14')}
-    per_output_table, interval_table, fig = tables.get(
-        dataset, tuple(f'{t} ({dataset})' for t in ('Table 5', 'Table 3', 'Fig. 9')))
+    per_output_table, interval_table, fig = (_table(kind, dataset) for kind in (
+        'per_output', 'intervals', 'correlations'))
     theirs = paper.per_output(dataset, paper.MULTI)
     for output in first['outputs']:
       for stage in schedule.STAGES:
@@ -286,7 +291,7 @@ def _overall_tables(cells, runs, seeds, dataset, multi, single):
       cells.append(_cell('Table 4', per_rater if raters else 'this paper',
                          'rho' if raters is None else f'rho ({raters} raters)', rho,
                          fine(multi) if raters is None else []))
-  table6 = {'aadb': 'Table 6', 'eva': 'Table 8'}.get(dataset, f'Table 6 ({dataset})')
+  table6 = _table('overall', dataset)
   for variant, name in ((paper.MULTI, multi), (paper.SINGLE, single)):
     if name is None:
       continue
@@ -335,7 +340,7 @@ def _claims(spec, runs, seeds, dataset, multi, single, separate):
   label = {'aadb': 'AADB', 'eva': 'EVA'}.get(dataset, dataset)
   if single is not None:
     claims.append(_paired_claim(
-        {'aadb': 'Table 6', 'eva': 'Table 8'}.get(dataset, f'Table 6 ({dataset})'),
+        _table('overall', dataset),
         f'The multi-task model beats the single-task model on {label} (overall score)',
         fine(single, overall), fine(multi, overall), 'multi-task minus single task'))
   outputs = runs[(multi, seeds[0])]['results']['outputs'][1:]
@@ -344,7 +349,7 @@ def _claims(spec, runs, seeds, dataset, multi, single, separate):
     before = _per_seed(runs, multi, seeds, lambda r, o=output: _rho(r, schedule.STAGES[0], o))
     after = _per_seed(runs, multi, seeds, lambda r, o=output: _rho(r, FINE_TUNED, o))
     claim = _paired_claim(
-        {'aadb': 'Table 5', 'eva': 'Table 10'}.get(dataset, f'Table 5 ({dataset})'),
+        _table('per_output', dataset),
         f'Fine-tuning {"lowers" if falls else "raises"} {output} on {label}'
         + (' (the paper\'s one exception, 0.194 -> 0.177)' if falls else ''),
         after if falls else before, before if falls else after,

@@ -68,22 +68,9 @@ def greater_verdict(summary):
   return INCONCLUSIVE
 
 
-def similar_verdict(summary, margin):
-  """For a claim 'a and b are similar' (within ±margin): supported when the
-  interval of b - a lies inside it, not supported when it lies wholly outside."""
-  low, high = summary['ci_low'], summary['ci_high']
-  if not np.isfinite(low):
-    return INCONCLUSIVE
-  if -margin <= low and high <= margin:
-    return SUPPORTED
-  if low > margin or high < -margin:
-    return NOT_SUPPORTED
-  return INCONCLUSIVE
-
-
-def within_verdict(summary_interval, low, high):
-  """For a claim 'the mean lies within [low, high]', from mean_interval."""
-  lo, hi = summary_interval['ci_low'], summary_interval['ci_high']
+def _interval_verdict(lo, hi, low, high):
+  """Supported when the interval [lo, hi] lies inside [low, high], not
+  supported when it lies wholly outside, else (or undefined) inconclusive."""
   if not np.isfinite(lo):
     return INCONCLUSIVE
   if low <= lo and hi <= high:
@@ -91,3 +78,14 @@ def within_verdict(summary_interval, low, high):
   if hi < low or lo > high:
     return NOT_SUPPORTED
   return INCONCLUSIVE
+
+
+def similar_verdict(summary, margin):
+  """For a claim 'a and b are similar' (within ±margin): supported when the
+  interval of b - a lies inside it, not supported when it lies wholly outside."""
+  return _interval_verdict(summary['ci_low'], summary['ci_high'], -margin, margin)
+
+
+def within_verdict(summary_interval, low, high):
+  """For a claim 'the mean lies within [low, high]', from mean_interval."""
+  return _interval_verdict(summary_interval['ci_low'], summary_interval['ci_high'], low, high)

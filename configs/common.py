@@ -119,8 +119,13 @@ def apply_variant(config, variant):
     names = ', '.join(sorted(v for v in VARIANTS if v))
     raise ValueError(f'Unknown config variant {variant!r}; known: {names}.')
   for dotted, value in VARIANTS[variant].items():
-    node = config
-    *parents, leaf = dotted.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    set_field(config, dotted, value)
+
+
+def set_field(config, dotted, value):
+  """config['a']['b']['c'] = value for dotted 'a.b.c'."""
+  node = config
+  *parents, leaf = dotted.split('.')
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
