@@ -5,8 +5,8 @@
   python -m bench.keras_vs_aesthetix --bf16 --output=bench.md
 
 One process runs, one after the other, on the same machine: the paper's model
-in Keras (tests/keras_reference.py, the reference of the equivalence tests)
-and this project's `train.train_and_evaluate`, on the same images and targets
+in Keras (bench/keras_reference.py, also the reference of the equivalence tests)
+and this project's `experiment.run`, on the same images and targets
 (the synthetic dataset, built once and read back as uint8 arrays for Keras),
 with the same batch size, image size, epochs, optimizers and a random
 horizontal flip (each side draws its own flips, shuffles and dropout masks).
@@ -44,21 +44,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aesthetix import device_defaults
-from aesthetix import input_pipeline
-from aesthetix import metrics
-from aesthetix import model as model_lib
-from aesthetix import report
-from aesthetix import schedule
-from aesthetix import steps
-from aesthetix import targets
-from aesthetix import train
-from aesthetix import workdir as workdir_lib
+from aesthetix.data import input_pipeline
+from aesthetix.model import multitask as model_lib
+from aesthetix.results import experiment
+from aesthetix.results import report
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import metrics
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
+from bench import keras_reference
 from bench import paired
 from bench import rates
 from configs import aadb
 from configs import demo
-from tests import keras_reference
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # Row names, in table order. Throughputs: higher is better; times: lower is better.
@@ -137,7 +135,8 @@ def bench_config(settings):
 def split_arrays(config, split):
   """(uint8 images [n, S, S, 3], float32 targets [n, K+1] in [0, 1]) of `split`, unflipped."""
   images, targets = [], []
-  for batch in input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size):
+  for batch in input_pipeline.eval_batches(plan_lib.resolve(config).data, split,
+                                           batch_size=config.eval_batch_size):
     keep = batch['mask']
     images.append(batch['image'][keep])
     targets.append(batch['target'][keep])
@@ -219,7 +218,7 @@ def keras_dataset(images, targets, batch_size, *, train_split, seed):
 def keras_model(config):
   """The paper's model in Keras, with Keras' own random initial weights."""
   return keras_reference.keras_multitask(
-      config.dataset.image_size, groups=model_lib.model_groups(config),
+      config.dataset.image_size, groups=plan_lib.resolve(config).model.groups,
       hidden_units=tuple(config.model.hidden_units), dropout=config.model.dropout)
 
 
@@ -276,7 +275,7 @@ def keras_schedule(config, data, stage1_weights=None):
   # bench_config gives both stages (and evaluation) one batch size.
   datasets = keras_datasets(config, data, config.stage1.batch_size)
   seconds, timers, predictions = {}, {}, {}
-  for name in schedule.STAGES:
+  for name in plan_lib.STAGES:
     stage = config[name]
     for layer in convs:
       layer.trainable = layer.trainable or layer.name in stage.trainable_layers
@@ -284,7 +283,7 @@ def keras_schedule(config, data, stage1_weights=None):
     stage_start = time.perf_counter()
     predictions[name] = keras_stage(model, stage, datasets, timers[name])
     seconds[name] = time.perf_counter() - stage_start
-    if name == schedule.STAGES[0] and stage1_weights:
+    if name == plan_lib.STAGES[0] and stage1_weights:
       model.save_weights(stage1_weights)
   seconds['whole'] = time.perf_counter() - start
   return model, seconds, timers, predictions
@@ -293,7 +292,7 @@ def keras_schedule(config, data, stage1_weights=None):
 def keras_rhos(config, predictions, test_targets):
   """{stage: paired.rho_pair} of Keras' test predictions (targets in [0, 1]:
   rank correlations need no rescaling to the dataset's scale)."""
-  names = list(targets.model_output_names(config))
+  names = list(plan_lib.resolve(config).output_names)
   return {stage: paired.rho_pair(names, metrics.output_metrics(names, test_targets, pred))
           for stage, pred in predictions.items()}
 
@@ -323,10 +322,10 @@ def keras_stall_note(timers, keras_seconds, our_seconds):
   training, before validation) came from tf.data's autotuning, which
   `keras_dataset` now turns off; the note shows whether any remain.
   """
-  stalls = {name: timers[name].outside_steps() for name in schedule.STAGES}
+  stalls = {name: timers[name].outside_steps() for name in plan_lib.STAGES}
   worst = max(max(np.subtract(t.train_seconds, t.step_seconds)) for t in timers.values())
   ratios = []
-  for name in schedule.STAGES + ('whole',):
+  for name in plan_lib.STAGES + ('whole',):
     stall = sum(stalls.values()) if name == 'whole' else stalls[name]
     ours = our_seconds.get(name)
     ratios.append(f'{name} {fmt((keras_seconds[name] - stall) / ours) if ours else "n/a"}')
@@ -346,17 +345,17 @@ def steady_rate(num_images, epoch_seconds):
 
 
 def aesthetix_schedule(config, workdir):
-  """Runs train_and_evaluate; ({stage or 'whole': seconds or None}, metrics records,
+  """Runs experiment.run; ({stage or 'whole': seconds or None}, metrics records,
   {stage: paired.rho_pair of the test split})."""
   input_pipeline.clear_cache()  # Read the dataset as a fresh run does.
   start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
+  plan = experiment.run(config, workdir)
   seconds = {'whole': time.perf_counter() - start}
   records = workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE))
-  for name in schedule.STAGES:
+  for name in plan_lib.STAGES:
     timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
     seconds[name] = timing[-1]['seconds'] if timing else None
-  return seconds, records, paired.stage_rhos(report.build_results(config, workdir))
+  return seconds, records, paired.stage_rhos(report.build_results(plan, workdir))
 
 
 def aesthetix_steady_rate(records, stage_name):
@@ -483,19 +482,20 @@ def run_benchmark(settings):
   keras_forward = keras_forward_rate(keras_model, batch_images, settings.timed_steps)
   keras_step = keras_step_rate(keras_model, batch_images, batch_targets, settings.timed_steps)
 
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
+  plan = plan_lib.resolve(config)
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
   our_forward, forward_flops = rates.forward_rate(model, state['params'], batch_images,
                                                   settings.timed_steps)
   batch = next(iter(input_pipeline.train_batches(
-      config, config.dataset.train_split, batch_size=config.stage2.batch_size, epoch=0,
-      seed=config.seed)))
-  our_step, step_flops = rates.stage2_step_rate(config, model, state, batch,
+      plan.data, plan.data.train_split, batch_size=plan.stage('stage2').batch_size, epoch=0,
+      seed=plan.seed)))
+  our_step, step_flops = rates.stage2_step_rate(plan, model, state, batch,
                                                 settings.timed_steps)
   our_step_run, step_run_flops = (
-      rates.stage2_step_rate(config, model, state, batch, settings.timed_steps,
+      rates.stage2_step_rate(plan, model, state, batch, settings.timed_steps,
                              from_prefix=True)
-      if device_defaults.resolve(config)[0].prefix_cache else (our_step, step_flops))
+      if plan.prefix_cache else (our_step, step_flops))
   # The best of a rate measured before and after: the floor is what the machine can do.
   gflops = max(gflops, rates.matmul_gflops(settings.matmul_size))
   load_after = os.getloadavg()
@@ -545,7 +545,7 @@ def run_benchmark(settings):
              if 'source' in r.get('timing', {})]
   if sources:  # What aesthetix's steps read; the step row and floors above are from images.
     notes.append(f'aesthetix stage inputs ({workdir_lib.METRICS_FILE}): {", ".join(sources)}.')
-  missing = [name for name in schedule.STAGES if our_seconds[name] is None]
+  missing = [name for name in plan_lib.STAGES if our_seconds[name] is None]
   if missing:
     notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
                  f'{workdir_lib.METRICS_FILE}: those stage times are n/a; the whole schedule '
@@ -565,12 +565,12 @@ def rho_table(rhos, num_test):
   lines = [f'Test Spearman rho ({num_test} test images), both sides from the same '
            'initial weights:', '',
            '| | Keras 3 (TF) | aesthetix | aesthetix - Keras |', '|---|---:|---:|---:|']
-  for stage in schedule.STAGES:
+  for stage in plan_lib.STAGES:
     if stage not in rhos['keras'] or stage not in rhos['aesthetix']:
       continue
     for what, label in paired.MEASURE_LABELS.items():
       k, a = rhos['keras'][stage][what], rhos['aesthetix'][stage][what]
-      lines.append(f'| {schedule.STAGE_TITLES[stage]} {label} | {fmt_rho(k)} | {fmt_rho(a)} '
+      lines.append(f'| {plan_lib.STAGE_TITLES[stage]} {label} | {fmt_rho(k)} | {fmt_rho(a)} '
                    f'| {fmt_rho(a - k)} |')
   lines += ['', 'One seed: each side draws its own flips, shuffles and dropout, so the '
             'seed-to-seed spread (--seeds) is the yardstick for a difference.']
@@ -611,7 +611,7 @@ def seed_speed_table(seeds, times):
   times[seed] = dict(keras={stage or 'whole': s}, aesthetix={...}, outside=s),
   `outside`: Keras' seconds in its training epochs outside its train steps.
   """
-  names = schedule.STAGES + ('whole',)
+  names = plan_lib.STAGES + ('whole',)
   slash = lambda values: ' / '.join(fmt(v) for v in values)
   lines = ['| seed | Keras stage 1 / 2 / whole, s | Keras outside its steps, s | '
            'aesthetix stage 1 / 2 / whole, s | speed-up stage 1 / 2 / whole (x) |',

@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
+from aesthetix.runtime import parallel
+from aesthetix.training import optim
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
 
 WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
 
@@ -74,17 +75,17 @@ def forward_rate(model, params, images, timed_steps):
   return rate, flops_of(compiled) / len(images)
 
 
-def stage2_step_rate(config, model, state, batch, timed_steps, from_prefix=False):
+def stage2_step_rate(plan, model, state, batch, timed_steps, from_prefix=False):
   """(images/s, FLOPs per image) of the stage 2 train step on `batch` (a host
   batch of the global batch size, with 'image').
 
-  from_prefix: the step as `train` runs it with config.prefix_cache, on the
+  from_prefix: the step as `train` runs it with the prefix cache, on the
   cached output of the frozen layers below stage 2's; else on images.
   """
-  stage = config.stage2
+  stage = plan.stage('stage2')
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
-  layer = steps.prefix_layer(config, ('stage2',)) if from_prefix else None
+  layer = plan_lib.prefix_layer(stage.trainable_layers) if from_prefix else None
   step = steps.make_train_step(model, optimizer, labels, prefix_layer=layer)
   batch = dict(batch)
   if layer is not None:

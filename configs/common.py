@@ -85,7 +85,7 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
 
   # Stage 1 trains on pooled backbone features computed once per image and
   # mirror image (identical examples, flips and dropout; 2.5x less backbone work).
-  # None: the device's rule (aesthetix/device_defaults.py; on every device now).
+  # None: the device's rule (aesthetix/runtime/device_defaults.py; on every device now).
   c.feature_cache = config_dict.placeholder(bool)
   # Stage 1's pass also keeps the output of the frozen layers below stage 2's
   # (block4_conv1), and stage 2 starts from it: 47% fewer FLOPs per stage-2

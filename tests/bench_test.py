@@ -11,10 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from aesthetix import model as model_lib
-from aesthetix import workdir as workdir_lib
+from aesthetix.model import multitask as model_lib
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import plan as plan_lib
+from bench import keras_reference
 from bench import keras_vs_aesthetix as bench
-from tests import keras_reference
 
 SETTINGS = bench.Settings(num_images=16, num_eval_images=8, image_size=32, batch_size=8,
                           stage1_epochs=2, stage2_epochs=2, timed_steps=2, matmul_size=256)
@@ -70,8 +71,10 @@ def test_both_sides_start_from_the_same_weights(tmp_path):
   settings = bench.prepare_dirs(dataclasses.replace(SETTINGS, workdir=str(tmp_path)))
   config = bench.shared_initial_weights(bench.bench_config(settings),
                                         str(tmp_path / bench.INITIAL_WEIGHTS_FILE))
-  model = model_lib.build_model(config)
-  params = model_lib.initial_params(config, model, jax.random.key(config.seed + 1))
+  plan = plan_lib.resolve(config)
+  model = model_lib.build_model(plan.model)
+  params = model_lib.initial_params(plan.model, model, jax.random.key(config.seed + 1),
+                                    plan.data.image_size)
   keras_model = bench.keras_model(config)  # Fresh random weights, then the file's.
   keras_model.load_weights(config.model.backbone_weights)
   images = keras_reference.random_images(np.random.default_rng(0), 4, config.dataset.image_size)

@@ -1,0 +1,8 @@
+"""The plumbing under every wing: devices, processes and the workdir's files.
+
+Owns the data-parallel plumbing (parallel.py: the mesh, per-device programs,
+gathers, barriers), the device-aware defaults, the workdir's layout and its
+atomic writes, lock and config guard (workdir.py), the errors a user can
+cause (errors.py), progress bars and the path checks the command line makes
+before JAX loads (preflight.py). Imports nothing else of aesthetix.
+"""
