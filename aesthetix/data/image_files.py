@@ -53,10 +53,11 @@ class WalkLimitError(errors.UserError):
 
 
 class _Folder(typing.NamedTuple):
-  path: str   # As the user would write it: the spec's own prefix, then names.
-  real: str   # Its real path: no symlinks below the root, so the root's and names.
-  depth: int  # Levels below the walk's root.
-  key: tuple  # (st_dev, st_ino): the same folder reached twice.
+  """A folder of a walk; its paths end with a separator ('' is the current folder)."""
+  prefix: str       # As the user would write it: the spec's own root, then names.
+  real_prefix: str  # Its real path: the root's, then names (no symlinks below it).
+  depth: int        # Levels below the walk's root.
+  key: tuple        # (st_dev, st_ino): the same folder reached twice.
 
 
 class _File(typing.NamedTuple):
@@ -111,7 +112,8 @@ def _matching_files(spec, root, parts):
   if not stat.S_ISDIR(top.st_mode):
     return []
   walk = _Walk(spec)
-  folders = [_Folder(root, os.path.realpath(root or os.curdir), 0, (top.st_dev, top.st_ino))]
+  folders = [_Folder(os.path.join(root, ''), os.path.join(os.path.realpath(root or os.curdir), ''),
+                     0, (top.st_dev, top.st_ino))]
   files = []
   for i, part in enumerate(parts):
     folders, files = walk.step(folders, part, last=i == len(parts) - 1)
@@ -146,14 +148,12 @@ class _Walk:
       return self.subtree(folders, with_files=last)
     if not _WILDCARD.search(part):
       return self.literal(folders, part, last)
-    keep = (lambda name: True) if _is_hidden(part) else (lambda name: not _is_hidden(name))
-    matches = lambda name: keep(name) and fnmatch.fnmatch(name, part)
     found_folders, files = [], []
     for folder in folders:
-      subfolders, folder_files = self.listing(folder)
-      found_folders += [f for f in subfolders if matches(os.path.basename(f.path))]
+      subfolders, names = self.listing(folder)
+      found_folders += [subfolders[name] for name in _matching(subfolders, part)]
       if last:
-        files += [f for f in folder_files if matches(os.path.basename(f.path))]
+        files += [_file(folder, name, names[name]) for name in _matching(names, part)]
     return _distinct(found_folders), files
 
   def subtree(self, folders, with_files):
@@ -166,63 +166,77 @@ class _Walk:
         continue
       seen.add(folder.key)
       found_folders.append(folder)
-      subfolders, folder_files = self.listing(folder)
-      stack += reversed([f for f in subfolders if not _is_hidden(os.path.basename(f.path))])
+      subfolders, names = self.listing(folder)
+      stack += reversed([f for name, f in subfolders.items() if not _is_hidden(name)])
       if with_files:
-        files += [f for f in folder_files if not _is_hidden(os.path.basename(f.path))]
+        files += [_file(folder, name, link) for name, link in names.items()
+                  if not _is_hidden(name)]
     return found_folders, files
 
   def literal(self, folders, name, last):
     """(folders, files) named `name` (no wildcard) inside `folders`."""
     found_folders, files = [], []
     for folder in folders:
-      path = os.path.join(folder.path, name)
+      path = folder.prefix + name
       try:
         info = os.lstat(path or os.curdir)
       except OSError:
         continue
       real = os.path.realpath(path or os.curdir)
       if stat.S_ISDIR(info.st_mode):
-        found_folders.append(_Folder(path, real, folder.depth + 1, (info.st_dev, info.st_ino)))
+        found_folders.append(_Folder(os.path.join(path, ''), os.path.join(real, ''),
+                                     folder.depth + 1, (info.st_dev, info.st_ino)))
       elif last and not (stat.S_ISLNK(info.st_mode) and os.path.isdir(path)):
         files.append(_File(path, real, stat.S_ISLNK(info.st_mode)))
     return _distinct(found_folders), files
 
   def listing(self, folder):
-    """([_Folder], [_File]) inside `folder`: real folders (not symlinks to
-    folders, which are neither), and every other entry as a file."""
+    """({name: _Folder} of the real folders in `folder`, {name: is a symlink} of
+    every other entry but symlinks to folders, which are neither)."""
     if folder.depth > MAX_DEPTH:
       raise WalkLimitError(
-          f'{self.spec!r}: {folder.path} is more than {MAX_DEPTH} folders below the '
+          f'{self.spec!r}: {folder.prefix} is more than {MAX_DEPTH} folders below the '
           'start of the walk; name a folder nearer the photos.')
-    folders, files = [], []
+    folders, files = {}, {}
     try:
-      with os.scandir(folder.path or os.curdir) as entries:
+      with os.scandir(folder.prefix or os.curdir) as entries:
         for entry in entries:
-          self.count_entry()
-          path = os.path.join(folder.path, entry.name)
+          self.entries += 1
+          if self.entries > MAX_ENTRIES:
+            raise WalkLimitError(
+                f'{self.spec!r} reaches more than {MAX_ENTRIES:,} files and folders; '
+                'name a smaller folder or a narrower glob.')
+          name = entry.name
           try:
             if entry.is_dir(follow_symlinks=False):
               info = entry.stat(follow_symlinks=False)
-              folders.append(_Folder(path, os.path.join(folder.real, entry.name),
-                                     folder.depth + 1, (info.st_dev, info.st_ino)))
+              folders[name] = _Folder(folder.prefix + name + os.sep,
+                                      folder.real_prefix + name + os.sep,
+                                      folder.depth + 1, (info.st_dev, info.st_ino))
               continue
             link = entry.is_symlink()
           except OSError:  # Gone since the listing: as glob and os.walk, skip it.
             continue
           if not (link and _leads_to_folder(entry)):
-            real = os.path.realpath(path) if link else os.path.join(folder.real, entry.name)
-            files.append(_File(path, real, link))
+            files[name] = link
     except OSError:  # A folder that cannot be listed: as glob and os.walk, nothing inside.
       pass
     return folders, files
 
-  def count_entry(self):
-    self.entries += 1
-    if self.entries > MAX_ENTRIES:
-      raise WalkLimitError(
-          f'{self.spec!r} reaches more than {MAX_ENTRIES:,} files and folders; '
-          'name a smaller folder or a narrower glob.')
+
+def _file(folder, name, is_link):
+  """The _File `name` in `folder`: its real path is the folder's and its name,
+  but for a symlink."""
+  path = folder.prefix + name
+  return _File(path, os.path.realpath(path) if is_link else folder.real_prefix + name, is_link)
+
+
+def _matching(names, part):
+  """The names (of a folder) glob part `part` matches; hidden ones only when
+  `part` starts with a dot, as in glob."""
+  if not _is_hidden(part):
+    names = [name for name in names if not _is_hidden(name)]
+  return fnmatch.filter(names, part)
 
 
 def _leads_to_folder(entry):
