@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from aesthetix import input_pipeline
+from aesthetix.data import input_pipeline
 from aesthetix.data import resize
 from bench import rates
 

@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from aesthetix.data import image_files
 from aesthetix.data import images
 from aesthetix.data import input_pipeline
 from aesthetix.data import targets
-from aesthetix.runtime import preflight
 from aesthetix.serving import predict
 from aesthetix.serving import scorer
 from tests import progress_recorder
@@ -132,7 +132,7 @@ def test_a_jpeg_reaches_the_model_as_training_images_do(trained, photos):
 def test_every_file_gets_a_row_and_bad_ones_an_error(scored, photos):
   summary, output = scored
   rows = by_name(read_scores(output))
-  expected = {os.path.basename(p) for p in preflight.find_images(str(photos))}
+  expected = {os.path.basename(p) for p in image_files.find_images(str(photos))}
   assert set(rows) == expected and '.hidden.jpg' not in rows
   assert summary['failed'] == len(BAD_FILES) and summary['scored'] == len(rows) - len(BAD_FILES)
   assert summary['images_per_second'] > 0
@@ -184,11 +184,11 @@ def test_a_copied_workdir_scores_alike_without_the_dataset(scored, trained, phot
 
 
 def test_find_images_takes_a_file_a_folder_or_a_glob(photos):
-  assert preflight.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
-  assert preflight.find_images(str(photos / '**' / '*.png')) == sorted(
+  assert image_files.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
+  assert image_files.find_images(str(photos / '**' / '*.png')) == sorted(
       str(p) for p in photos.rglob('*.png'))
   with pytest.raises(FileNotFoundError, match='matches no files'):
-    preflight.find_images(str(photos / '*.heic'))
+    image_files.find_images(str(photos / '*.heic'))
 
 
 def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
@@ -209,7 +209,7 @@ def test_scoring_reports_progress_and_a_steady_rate(trained, photos, tmp_path, m
   _, workdir = trained
   recorder = progress_recorder.Recorder()
   monkeypatch.setattr(predict.progress_lib, 'bar', recorder)
-  files = preflight.find_images(str(photos))
+  files = image_files.find_images(str(photos))
   summary = predict.predict_workdir(workdir, str(photos), str(tmp_path / 's.csv'),
                                     batch_size=4)
   bar, = recorder.bars

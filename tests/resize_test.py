@@ -35,7 +35,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from aesthetix import input_pipeline
+from aesthetix.data import input_pipeline
 from aesthetix.data import resize
 from data_builders.synthetic_aesthetics import scene
 

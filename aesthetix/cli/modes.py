@@ -51,9 +51,10 @@ def _batch_size_problem():
 
 
 def _images_problem():
+  from aesthetix.data import image_files  # pylint: disable=g-import-not-at-top
   try:
-    preflight.find_images(value('images'))
-  except FileNotFoundError as e:
+    image_files.find_images(value('images'))
+  except errors.UserError as e:
     return f'--images: {str(e).rstrip(".")}'
   return None
 

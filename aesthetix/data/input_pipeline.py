@@ -264,8 +264,10 @@ def _feature_batches(data, features, positions, views, key):
 def resize_image(image, size, method='bilinear'):
   """Decoded uint8 RGB [H, W, 3] -> uint8 [size, size, 3], rounded and clipped.
 
-  The one resize of the project: training, evaluation and the scoring of
-  users' photos all go through it, so a photo is seen as the test images were.
+  The resize of training and evaluation (in tf.data) and of the SavedModel's
+  bytes signature; `aesthetix.data.resize.resize` computes the same bytes in
+  NumPy for the scoring of users' photos (tests/resize_test.py), so a photo is
+  seen as the test images were.
   """
   image = tf.image.resize(image, [size, size], method=method)
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)

@@ -7,7 +7,6 @@ imports and work. Nothing is left behind (the write test is a temporary file
 that vanishes when closed).
 """
 
-import glob
 import os
 import tempfile
 
@@ -17,31 +16,6 @@ from aesthetix.runtime import workdir as workdir_lib
 
 class PreflightError(errors.UserError):
   """What a command needs is missing; the message lists every problem found."""
-
-
-def find_images(spec):
-  """Files named by `spec`: a file, a folder (searched recursively) or a glob.
-
-  Hidden files and folders (names starting with '.') in a folder are left out;
-  every other file is listed, images or not, so that none is skipped silently.
-  """
-  spec = os.path.expanduser(spec)
-  if os.path.isfile(spec):
-    return [spec]
-  if os.path.isdir(spec):
-    paths = []
-    for root, dirs, files in os.walk(spec):
-      dirs[:] = [d for d in dirs if not d.startswith('.')]
-      paths += [os.path.join(root, f) for f in files if not f.startswith('.')]
-    if not paths:
-      raise FileNotFoundError(f'The folder {spec} holds no files.')
-    return sorted(paths)
-  paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
-  if not paths:
-    raise FileNotFoundError(
-        f'{spec!r} is not a file or a folder, and as a glob it matches no files. '
-        "Quote globs so that the shell leaves them alone: --images='photos/*.jpg'.")
-  return paths
 
 
 def _nearest_existing(path):

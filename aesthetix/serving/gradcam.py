@@ -19,11 +19,11 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
+from aesthetix.data import image_files
 from aesthetix.data import images as images_lib
 from aesthetix.model import vgg16
 from aesthetix.runtime import errors
 from aesthetix.runtime import parallel
-from aesthetix.runtime import preflight
 from aesthetix.runtime import progress
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.serving import scorer
@@ -182,7 +182,7 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_siz
   layer = check_layer(layer or DEFAULT_LAYER)
   names = plan.output_names
   index = target_index(names, target)
-  paths = preflight.find_images(images)
+  paths = image_files.find_images(images)
   root = images if os.path.isdir(os.path.expanduser(images)) else None
   destinations = output_paths(paths, out_dir, root)
   step = make_cam_step(model, layer, index)

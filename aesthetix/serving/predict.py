@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
+from aesthetix.data import image_files
 from aesthetix.data import images as images_lib
 from aesthetix.runtime import parallel
-from aesthetix.runtime import preflight
 from aesthetix.runtime import progress as progress_lib
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.serving import scorer as scorer_lib
@@ -165,7 +165,7 @@ def predict_workdir(workdir, images, output='-', progress=True, batch_size=None)
   (after the first batch; None with one batch)}.
   """
   scorer = scorer_lib.Scorer.from_workdir(workdir, batch_size)
-  paths = preflight.find_images(images)
+  paths = image_files.find_images(images)
   rows, timing = score_paths(scorer, paths, progress=progress)
   seconds = timing['seconds']
   names = scorer.names
