@@ -41,6 +41,8 @@ START=$(date +%s)
 say() { echo "device_check: $*" | tee -a "$LOG"; }
 fail() { say "FAILED after $(( $(date +%s) - START )) s: $*"; exit 1; }
 backend() { "$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null; }
+# pip's own error lines (its warnings can come last), else its last lines.
+pip_error() { { grep '^ERROR' "$1" || tail -n 2 "$1"; } | tail -n 2 | tr '\n' ' '; }
 
 # The test runner the device tests need: pytest, and pytest-xdist for the
 # options in pytest.ini's addopts (-n, --dist). They are pinned in
@@ -62,8 +64,10 @@ make_venv() {
   "$PY" -m venv "$WORK/venv" > "$OUT/venv.log" 2>&1 \
     || fail "cannot make a virtual environment with $PY: $(tail -n 1 "$OUT/venv.log")"
   timeout "$INSTALL_LIMIT" "$WORK/venv/bin/python" -m pip install -q --no-compile -r "$1" -r "$TEST_REQUIREMENTS" \
-    > "$OUT/pip.log" 2>&1 \
-    || fail "pip install -r $1 -r $TEST_REQUIREMENTS failed or ran over ${INSTALL_LIMIT} s (see $OUT/pip.log): $(tail -n 2 "$OUT/pip.log" | tr '\n' ' ')"
+    > "$OUT/pip.log" 2>&1
+  local status=$?
+  [ "$status" != 124 ] || fail "pip install -r $1 -r $TEST_REQUIREMENTS ran over ${INSTALL_LIMIT} s (see $OUT/pip.log)"
+  [ "$status" = 0 ] || fail "pip install -r $1 -r $TEST_REQUIREMENTS failed (see $OUT/pip.log): $(pip_error "$OUT/pip.log")"
   PY="$WORK/venv/bin/python"
   say "installed in $(( $(date +%s) - began )) s"
 }
