@@ -1,5 +1,5 @@
 """Peak memory of reading photos as scoring reads them: `images.load_image`, then
-the resize to the model's input (`input_pipeline.resize_image`, 224 x 224).
+the resize to the model's input (`resize.tf_resize`, 224 x 224).
 
   python -m bench.image_memory [--code_root=DIR] [--folder=DIR]
 
@@ -47,9 +47,11 @@ _MEASURE = r'''
 import json, resource, sys, time
 import numpy as np
 try:  # This checkout's layout, or an older checkout's (--code_root).
-  from aesthetix.data import images, input_pipeline
+  from aesthetix.data import images
+  from aesthetix.data.resize import tf_resize
 except ImportError:
   from aesthetix import images, input_pipeline
+  tf_resize = input_pipeline.resize_image
 
 def rss():
   with open('/proc/self/statm') as f:
@@ -59,7 +61,7 @@ def peak():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux.
 
 path, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-np.asarray(input_pipeline.resize_image(np.zeros((64, 64, 3), np.uint8), size))
+np.asarray(tf_resize(np.zeros((64, 64, 3), np.uint8), size))
 before, peak_before = rss(), peak()
 start, kept, reason, load_peak = time.perf_counter(), [], '', None
 for _ in range(count):
@@ -69,7 +71,7 @@ for _ in range(count):
     reason = e.reason
     continue
   load_peak = load_peak or peak()  # The first read's, before its resize.
-  kept.append(np.asarray(input_pipeline.resize_image(pixels, size)))
+  kept.append(np.asarray(tf_resize(pixels, size)))
   del pixels
 print(json.dumps(dict(before=before, peak_before=peak_before, peak=peak(),
                       load_peak=load_peak or peak(),

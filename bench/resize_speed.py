@@ -3,7 +3,7 @@
   python -m bench.resize_speed [--size=224] [--method=bilinear] [--runs=20]
 
 For each input shape, a random uint8 RGB image is resized to SIZE x SIZE by
-`input_pipeline.resize_image` (tf.image.resize, eagerly, then `np.asarray`:
+`resize.tf_resize` (tf.image.resize, eagerly, then `np.asarray`:
 what `images.model_input` does) and by `aesthetix.data.resize.resize`; the
 table gives the median of RUNS timed calls of each after warm-up, and whether
 the two outputs are the same bytes.
@@ -15,7 +15,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from aesthetix.data import input_pipeline
 from aesthetix.data import resize
 from bench import rates
 
@@ -43,7 +42,7 @@ def speed_rows(shapes, size, method, runs, seed=0):
   rows = []
   for shape in shapes:
     image = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
-    tf_resize = lambda: np.asarray(input_pipeline.resize_image(image, size, method))
+    tf_resize = lambda: np.asarray(resize.tf_resize(image, size, method))
     np_resize = lambda: resize.resize(image, size, method)
     same = bool(np.array_equal(tf_resize(), np_resize()))
     rows.append((shape, median_ms(tf_resize, runs), median_ms(np_resize, runs), same))

@@ -1,6 +1,6 @@
-"""Tests for aesthetix/data/resize.py: bit for bit `input_pipeline.resize_image`.
+"""Tests for aesthetix/data/resize.py: bit for bit `resize.tf_resize`.
 
-Every comparison runs TensorFlow's own resize (`input_pipeline.resize_image`,
+Every comparison runs TensorFlow's own resize (`resize.tf_resize`,
 the function training uses) on the same uint8 image and asserts that no
 output value differs (max abs difference 0, differing values 0); each test
 asserts how many values it compared, and prints it (`pytest -s`).
@@ -35,7 +35,6 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from aesthetix.data import input_pipeline
 from aesthetix.data import resize
 from data_builders.synthetic_aesthetics import scene
 
@@ -63,8 +62,8 @@ OUTPUT_SIZES = (224, 32, 300)
 
 
 def compare(image, size, method):
-  """Asserts resize == input_pipeline.resize_image; returns how many values were compared."""
-  expected = np.asarray(input_pipeline.resize_image(image, size, method))
+  """Asserts resize == resize.tf_resize; returns how many values were compared."""
+  expected = np.asarray(resize.tf_resize(image, size, method))
   actual = resize.resize(image, size, method)
   assert actual.dtype == expected.dtype == np.uint8
   assert actual.shape == expected.shape == (size, size, image.shape[2])

@@ -167,8 +167,7 @@ def model_input(pixels, data):
   TensorFlow's own (the one case where scoring imports TensorFlow)."""
   if data.resize_method in resize.SUPPORTED_METHODS:
     return resize.resize(pixels, data.image_size, data.resize_method)
-  from aesthetix.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  return np.asarray(input_pipeline.resize_image(pixels, data.image_size, data.resize_method))
+  return np.asarray(resize.tf_resize(pixels, data.image_size, data.resize_method))
 
 
 def load(path):

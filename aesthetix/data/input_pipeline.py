@@ -38,6 +38,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from aesthetix.data import datasets
+from aesthetix.data import resize
 from aesthetix.runtime import parallel
 
 # Read files one after the other so that read order (and so `index`) is the
@@ -261,22 +262,10 @@ def _feature_batches(data, features, positions, views, key):
     yield _pad(batch, len(pos))
 
 
-def resize_image(image, size, method='bilinear'):
-  """Decoded uint8 RGB [H, W, 3] -> uint8 [size, size, 3], rounded and clipped.
-
-  The resize of training and evaluation (in tf.data) and of the SavedModel's
-  bytes signature; `aesthetix.data.resize.resize` computes the same bytes in
-  NumPy for the scoring of users' photos (tests/resize_test.py), so a photo is
-  seen as the test images were.
-  """
-  image = tf.image.resize(image, [size, size], method=method)
-  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
 def decode_and_resize(encoded, flip, size, method='bilinear'):
   """JPEG bytes -> uint8 [size, size, 3] RGB, mirrored left-right when `flip`."""
   image = tf.io.decode_jpeg(encoded, channels=3, dct_method='INTEGER_ACCURATE')
-  image = resize_image(image, size, method)
+  image = resize.tf_resize(image, size, method)
   return tf.where(flip, tf.reverse(image, axis=[1]), image)
 
 

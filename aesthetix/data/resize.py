@@ -1,9 +1,11 @@
-"""The project's one image resize in NumPy, bit for bit as TensorFlow's.
+"""The project's one image resize: TensorFlow's, and the same bytes in NumPy.
 
-`resize(image, size, method)` gives exactly the pixels of
-`input_pipeline.resize_image` (`tf.image.resize` v2 without antialiasing,
-rounded half to even, clipped, cast to uint8), so that scoring can see a
-photo as training saw its images without importing TensorFlow.
+`tf_resize(image, size, method)` is the resize of training and evaluation
+(inside tf.data) and of the SavedModel's bytes signature: `tf.image.resize` v2
+without antialiasing, rounded half to even, clipped, cast to uint8.
+`resize(image, size, method)` gives exactly its pixels in NumPy, so that
+scoring sees a photo as training saw its images without importing TensorFlow
+(which `tf_resize` imports only when called).
 
 It mirrors TensorFlow's CPU kernels (tensorflow/core/kernels/image/
 resize_bilinear_op.cc and resize_nearest_neighbor_op.cc, with
@@ -116,8 +118,8 @@ def to_uint8(pixels):
 def resize(image, size, method='bilinear'):
   """uint8 [H, W, C] (RGB: C = 3) -> uint8 [size, size, C].
 
-  Bit-identical to `np.asarray(input_pipeline.resize_image(image, size,
-  method))` on TensorFlow's x86 CPU kernels. `method` is one of
+  Bit-identical to `np.asarray(tf_resize(image, size, method))` on
+  TensorFlow's x86 CPU kernels. `method` is one of
   `SUPPORTED_METHODS`; any other raises ValueError (see `check_method`).
   """
   check_method(method)
@@ -131,3 +133,11 @@ def resize(image, size, method='bilinear'):
   if method == 'nearest':
     return nearest(image, size, size)
   return to_uint8(bilinear(image, size, size))
+
+
+def tf_resize(image, size, method='bilinear'):
+  """Decoded uint8 RGB [H, W, 3] (a tensor or array) -> uint8 [size, size, 3]
+  tensor, rounded and clipped: TensorFlow's own resize, in graphs and eagerly."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  image = tf.image.resize(image, [size, size], method=method)
+  return tf.cast(tf.clip_by_value(tf.round(image), _PIXEL_MIN, _PIXEL_MAX), tf.uint8)

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetix.data import input_pipeline
+from aesthetix.data import resize
 from aesthetix.runtime import errors
 from aesthetix.serving import scorer as scorer_lib
 
@@ -112,7 +112,7 @@ def _stablehlo(scorer, out):
 def decode_for_serving(encoded, size, method):
   """Encoded JPEG / PNG bytes -> uint8 [size, size, 3], as training read images:
   JPEG decoded with the accurate IDCT (as Pillow decodes), transparency on
-  white, then `input_pipeline.resize_image`. EXIF orientation is not applied
+  white, then `resize.tf_resize`. EXIF orientation is not applied
   in the graph (predict applies it on the host)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -128,7 +128,7 @@ def decode_for_serving(encoded, size, method):
 
   image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
   image.set_shape([None, None, 3])
-  return input_pipeline.resize_image(image, size, method)
+  return resize.tf_resize(image, size, method)
 
 
 def _saved_model(scorer, out):
