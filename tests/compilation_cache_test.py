@@ -40,7 +40,8 @@ def test_the_folder_follows_the_environment():
 
 def run_programs(cache_root, **env):
   env = dict(os.environ, AESTHETIX_CACHE_DIR=str(cache_root), PYTHONPATH=REPO, **env)
-  for name in ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'):
+  for name in ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
+               'JAX_COMPILATION_CACHE_MAX_SIZE'):
     env.pop(name, None)  # As a user's shell has it: the set-up alone decides.
   out = subprocess.run([sys.executable, '-c', PROGRAMS], env=env, capture_output=True,
                        text=True, timeout=300, cwd=REPO)

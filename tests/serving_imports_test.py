@@ -48,7 +48,8 @@ def photos(tmp_path_factory):
 def without_tensorflow(args, cache_root):
   """Runs `python -m tests.no_tensorflow ARGS` from the repository; (stdout, stderr)."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', AESTHETIX_CACHE_DIR=str(cache_root))
-  env.pop('JAX_COMPILATION_CACHE_DIR')
+  for name in ('JAX_COMPILATION_CACHE_DIR', 'JAX_COMPILATION_CACHE_MAX_SIZE'):
+    env.pop(name)  # run.py's own set-up decides, as in a user's shell.
   out = subprocess.run([sys.executable, '-m', 'tests.no_tensorflow', *args], cwd=REPO,
                        env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
