@@ -96,9 +96,14 @@ def setup(enabled=True, directory=None):
   if not os.environ.get(JAX_MAX_SIZE_ENV):  # Unless the user bounded it.
     jax.config.update('jax_compilation_cache_max_size', MAX_BYTES)
   entries, size_bytes = size(directory)
-  logging.info('Persistent compilation cache: %s (%d programs, %.1f MiB).', directory,
-               entries, size_bytes / 2**20)
+  logging.info('Persistent compilation cache: %s (%d programs, %s).', directory, entries,
+               human_size(size_bytes))
   return directory
+
+
+def human_size(n):
+  """'12.3 MiB', or '45 KiB' below a MiB."""
+  return f'{n / 2**20:.1f} MiB' if n >= 2**20 else f'{n / 2**10:.0f} KiB'
 
 
 def count_programs():
@@ -171,6 +176,6 @@ def summary(before):
 def summary_line(s):
   """One line for the log from `summary(...)`."""
   where = (f'persistent cache {s["directory"]}: {s["entries"]} programs, '
-           f'{s["bytes"] / 2**20:.1f} MiB' if s['directory'] else 'persistent cache off')
+           f'{human_size(s["bytes"])}' if s['directory'] else 'persistent cache off')
   return (f'{s["programs"]} programs: {s["from_cache"]} read from the persistent cache, '
           f'{s["compiled"]} compiled ({s["written"]} written to it); {where}.')
