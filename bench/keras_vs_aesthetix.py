@@ -48,6 +48,7 @@ from aesthetix.data import input_pipeline
 from aesthetix.model import multitask as model_lib
 from aesthetix.results import experiment
 from aesthetix.results import report
+from aesthetix.runtime import phases
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import metrics
 from aesthetix.training import plan as plan_lib
@@ -346,7 +347,8 @@ def steady_rate(num_images, epoch_seconds):
 
 def aesthetix_schedule(config, workdir):
   """Runs experiment.run; ({stage or 'whole': seconds or None}, metrics records,
-  {stage: paired.rho_pair of the test split})."""
+  {stage: paired.rho_pair of the test split}, the run's phase table: results.json's
+  `timing`)."""
   input_pipeline.clear_cache()  # Read the dataset as a fresh run does.
   start = time.perf_counter()
   plan = experiment.run(config, workdir)
@@ -355,7 +357,13 @@ def aesthetix_schedule(config, workdir):
   for name in plan_lib.STAGES:
     timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
     seconds[name] = timing[-1]['seconds'] if timing else None
-  return seconds, records, paired.stage_rhos(report.build_results(plan, workdir))
+  results = report.build_results(plan, workdir)
+  return seconds, records, paired.stage_rhos(results), results['timing']
+
+
+def phase_table(timing, title):
+  """aesthetix's phase table of one run (results.json's `timing`), as its log prints it."""
+  return f'{title}:\n\n{phases.markdown(timing)}'
 
 
 def aesthetix_steady_rate(records, stage_name):
@@ -459,9 +467,10 @@ def run_schedules(config, data, run_dir, same_stage2_start=False):
                     rhos=keras_rhos(config, predictions, data['test'][1]))
   if same_stage2_start:
     config = stage2_only(config, stage1_weights)
-  seconds, records, rhos = aesthetix_schedule(config, run_dir)
+  seconds, records, rhos, timing = aesthetix_schedule(config, run_dir)
   return config, dict(keras=keras_side,
-                      aesthetix=dict(seconds=seconds, records=records, rhos=rhos))
+                      aesthetix=dict(seconds=seconds, records=records, rhos=rhos,
+                                     timing=timing))
 
 
 def run_benchmark(settings):
@@ -554,9 +563,11 @@ def run_benchmark(settings):
   machine = machine_line(keras_device_name(settings), keras_model.jit_compile)
   rhos = {side: sides[side]['rhos'] for side in sides}
   table = (markdown_table(values, machine, notes) + '\n\n'
-           + rho_table(rhos, settings.num_eval_images))
+           + rho_table(rhos, settings.num_eval_images) + '\n\n'
+           + phase_table(sides['aesthetix']['timing'],
+                         "Where aesthetix's schedule spent its time (its run's phase table)"))
   return dict(table=table, values=values, rhos=rhos, machine=machine, settings=settings,
-              workdir=run_dir)
+              workdir=run_dir, timing=sides['aesthetix']['timing'])
 
 
 def rho_table(rhos, num_test):
@@ -583,7 +594,7 @@ def run_seeds(settings, seeds, same_stage2_start=False):
   with `same_stage2_start`, see `run_schedules`: aesthetix then skips stage 1)."""
   settings = prepare_dirs(settings)
   data = load_data(settings, bench_config(settings))
-  rhos, whole, times, model = {}, {}, {}, None
+  rhos, whole, times, tables, model = {}, {}, {}, [], None
   for seed in seeds:
     run_dir = tempfile.mkdtemp(prefix=f'seed{seed}_', dir=settings.workdir)
     config, sides = run_schedules(bench_config(dataclasses.replace(settings, seed=seed)),
@@ -594,6 +605,8 @@ def run_seeds(settings, seeds, same_stage2_start=False):
     times[seed] = dict(keras=sides['keras']['seconds'], aesthetix=sides['aesthetix']['seconds'],
                        outside=sum(t.outside_steps() for t in sides['keras']['timers'].values()))
     model = sides['keras']['model']
+    tables.append(phase_table(sides['aesthetix']['timing'],
+                              f"aesthetix's phase table, seed {seed}"))
   start = ("both stage 2s from Keras' weights after its stage 1 (aesthetix trains stage 2 "
            'alone)' if same_stage2_start else 'from the same initial weights')
   title = (f'Test Spearman rho on {config.dataset.name} ({settings.num_eval_images} test '
@@ -601,6 +614,7 @@ def run_seeds(settings, seeds, same_stage2_start=False):
   speed = [] if same_stage2_start else [seed_speed_table(seeds, times), '']
   return '\n'.join([
       paired.markdown_table(title, SIDES, seeds, rhos, whole), '', *speed,
+      '\n\n'.join(tables), '',
       f'{run_line(settings, config.model.dtype)}.',
       f'Machine: {machine_line(keras_device_name(settings), model.jit_compile)}.'])
 

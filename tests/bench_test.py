@@ -42,6 +42,12 @@ def test_table_has_every_row_with_positive_numbers(tmp_path):
       assert (k, a) == pytest.approx((result['rhos']['keras'][stage][what],
                                       result['rhos']['aesthetix'][stage][what]), abs=1e-4)
       assert -1 <= k <= 1 and -1 <= a <= 1 and diff == pytest.approx(a - k, abs=2e-4)
+  # aesthetix's phase table, as its run wrote it to results.json.
+  timing = result['timing']
+  assert timing == workdir_lib.read_json(workdir_lib.results_path(result['workdir']))['timing']
+  assert sum(timing['phases'].values()) == pytest.approx(timing['wall_seconds'], abs=0.02)
+  for phase, seconds in timing['phases'].items():
+    assert f'| {phase} | {seconds:.1f} |' in result['table'], phase
 
 
 def test_keras_time_outside_steps_and_speedups_without_it(monkeypatch):
@@ -109,6 +115,9 @@ def test_seed_sweep_pairs_both_sides_by_seed(tmp_path):
   [mean] = [l for l in lines if l.startswith('| mean | | | |')]
   assert all(float(v) > 0 for v in mean.strip('|').split('|')[-1].split(' / '))
   assert lines[-1].startswith('Machine: ')
+  for seed in (3, 4):  # Each run's phase table.
+    assert f"aesthetix's phase table, seed {seed}:" in lines
+  assert table.count('| **wall time** |') == 2
 
 
 def test_keras_stages_share_one_shuffling_pipeline():

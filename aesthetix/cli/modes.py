@@ -59,13 +59,30 @@ def _images_problem():
   return None
 
 
-def start_devices():
-  """Starts the processes of a multi-process run, if asked for; before any JAX work."""
+def start_devices(config=None):
+  """Sets up the persistent compilation cache (off with
+  --config.compilation_cache=False or AESTHETIX_COMPILATION_CACHE=0), then starts
+  the processes of a multi-process run, if asked for; before any JAX work."""
+  start_compilation_cache(config)
   from aesthetix.runtime import parallel  # pylint: disable=g-import-not-at-top
   parallel.initialize(value('coordinator_address'), value('num_processes'),
                       value('process_id'), timeout_s=value('init_timeout'),
                       heartbeat_timeout_s=value('heartbeat_timeout'))
   return parallel
+
+
+def start_compilation_cache(config=None):
+  """JAX's persistent compilation cache for this process (one set-up, every mode)."""
+  from aesthetix.runtime import compilation_cache  # pylint: disable=g-import-not-at-top
+  enabled = True if config is None else bool(config.get('compilation_cache', True))
+  return compilation_cache.setup(enabled)
+
+
+def log_compilations():
+  """One log line: the programs this process compiled or read from the cache."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from aesthetix.runtime import compilation_cache  # pylint: disable=g-import-not-at-top
+  logging.info(compilation_cache.summary_line(compilation_cache.summary({})))
 
 
 # --------------------------------------------------------------------- train
@@ -76,9 +93,11 @@ def check_train():
 
 
 def train(config):
-  start_devices()
+  start_devices(config)
   from aesthetix.results import experiment  # pylint: disable=g-import-not-at-top
-  experiment.run(config, value('workdir'))
+  from aesthetix.runtime import phases  # pylint: disable=g-import-not-at-top
+  # The run's phase table counts from the process's start: imports and checks too.
+  experiment.run(config, value('workdir'), since=phases.process_start())
   return 0
 
 
@@ -95,6 +114,7 @@ def evaluate(_):
   from aesthetix.results import report  # pylint: disable=g-import-not-at-top
   result, path = evaluate_lib.evaluate_workdir(value('workdir'), value('eval_dataset'),
                                                value('data_dir'), value('manual_dir'))
+  log_compilations()
   if parallel.is_main_process():
     print(f"Trained on {result['trained_on']}, tested on {result['evaluated_on']} "
           f"({result['split']} split):\n")
@@ -151,6 +171,7 @@ def predict(_):
   parallel = start_devices()
   summary = predict_lib.predict_workdir(value('workdir'), value('images'), output,
                                         batch_size=value('batch_size'))
+  log_compilations()
   if not parallel.is_main_process():
     return 0
   steady = summary['steady_images_per_second']
@@ -177,6 +198,7 @@ def gradcam(_):
   written, failed = gradcam_lib.gradcam_workdir(value('workdir'), value('images'),
                                                 value('output'), value('target'),
                                                 value('layer'), batch_size=value('batch_size'))
+  log_compilations()
   for path, reason in failed.items():  # Each process names the files it could not read.
     print(f'skipped {path}: {reason}', file=sys.stderr)
   written = int(parallel.gather_processes(len(written)).sum())
@@ -221,7 +243,7 @@ def reproduce(config):
   except ValueError as e:
     raise errors.UserError(f'--seeds={",".join(value("seeds"))}: give integers, e.g. '
                            '--seeds=0,1,2.') from e
-  parallel = start_devices()
+  parallel = start_devices(config)
   summary = reproduce_lib.run(config, value('workdir'), seeds)
   if parallel.is_main_process():
     print(f'Wrote {os.path.join(value("workdir"), workdir_lib.PAPER_MD)}: '
@@ -241,6 +263,7 @@ def check_export():
 
 def export(_):
   from aesthetix.serving import export as export_lib  # pylint: disable=g-import-not-at-top
+  start_compilation_cache()
   output = value('output')
   info = export_lib.export(value('workdir'), output, value('format'),
                            overwrite=value('overwrite'), quantize=value('quantize'))

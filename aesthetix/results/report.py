@@ -14,6 +14,8 @@ from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import metrics
 
 FIGURES_HEADING = '## Figures'
+# metrics.jsonl's record of a run's phase table (aesthetix/results/experiment.py).
+RUN_TIMING = 'run_timing'
 
 
 
@@ -37,6 +39,22 @@ def read_history(workdir, stage_names):
   history = [validation[k] for k in sorted(validation, key=lambda k: (
       list(stage_names).index(k[0]), k[1]))]
   return history, test
+
+
+def read_timing(workdir):
+  """The phase table of the workdir's latest run (metrics.jsonl), or None."""
+  timing = None
+  for record in workdir_lib.read_jsonl(workdir_lib.metrics_path(workdir)):
+    timing = record.get(RUN_TIMING, timing)
+  return timing
+
+
+def write_timing(workdir, timing):
+  """Puts a run's phase table into the workdir's results.json (written first by `write`)."""
+  path = workdir_lib.results_path(workdir)
+  results = workdir_lib.read_json(path, 'results file')
+  results['timing'] = timing
+  workdir_lib.write_json(path, results, indent=2, allow_nan=True)
 
 
 def build_results(plan, workdir, split=None):
@@ -65,7 +83,8 @@ def build_results(plan, workdir, split=None):
                  evaluations=read_evaluations(workdir, dataset),
                  config_changes=workdir_lib.stored_changes(workdir),
                  figures=[name for name in workdir_lib.FIGURES
-                          if os.path.exists(os.path.join(workdir, name))])
+                          if os.path.exists(os.path.join(workdir, name))],
+                 timing=read_timing(workdir))
   if final is not None:
     if table:  # The paper's own intervals, as printed.
       edges = [row[1] for row in table] + [table[-1][2]]

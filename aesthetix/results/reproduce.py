@@ -43,8 +43,6 @@ PAPER_MD = workdir_lib.PAPER_MD
 # The paper's two columns of a stage's results: its first stage ("Training")
 # and its last ("Fine-tuning"), as positions in a run's stages.
 FIRST, LAST = 0, -1
-# XLA's compiled programs, kept for the next run (every seed compiles the same ones).
-COMPILATION_CACHE_DIR = 'jax_cache'
 
 
 def experiment_config(spec, workdir, module_name, variant, seed):
@@ -119,11 +117,9 @@ def run(spec, workdir, seeds=None):
   paper.json; returns the paper.json dict."""
   seeds = list(seeds if seeds is not None else spec.seeds)
   preflight(spec, workdir)
+  # Every seed compiles the same programs: run.py's persistent compilation
+  # cache (aesthetix/runtime/compilation_cache.py) serves the later ones.
   os.makedirs(workdir, exist_ok=True)
-  if jax.config.jax_compilation_cache_dir is None:  # Unless the user chose one.
-    jax.config.update('jax_compilation_cache_dir',
-                      os.path.join(workdir, COMPILATION_CACHE_DIR))
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   write_shared_backbone(spec, workdir)
   runs = {}
   for name, module_name, variant in spec.experiments:

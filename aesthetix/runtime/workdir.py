@@ -35,6 +35,8 @@ RESULTS_FILE = 'results.json'
 REPORT_FILE = 'report.md'
 CACHE_DIR = 'feature_cache'
 LOCK_FILE = 'train.lock'
+# TensorBoard's folder: the event files, and jax.profiler's traces under plugins/profile/.
+TENSORBOARD_DIR = 'tensorboard'
 # The figures of `run.py --mode=report`, beside report.md, in the report's order.
 SCATTER_OVERALL = 'scatter_overall.png'
 SCATTER_OUTPUTS = 'scatter_outputs.png'
@@ -69,6 +71,10 @@ def report_path(workdir):
 
 def metrics_path(workdir):
   return os.path.join(workdir, METRICS_FILE)
+
+
+def tensorboard_dir(workdir):
+  return os.path.join(workdir, TENSORBOARD_DIR)
 
 
 def prediction_path(workdir, stage, split):
@@ -357,7 +363,8 @@ class Lock:
 RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'dataset.cache_decoded',
                     'log_every_steps',
                     'eval_batch_size', 'checkpoint_max_to_keep', 'feature_cache',
-                    'prefix_cache', 'feature_cache_dir')
+                    'prefix_cache', 'feature_cache_dir', 'compilation_cache',
+                    'profile_steps')
 # config.json's record of changes to the last stage's fields (not a config field).
 CHANGES_KEY = 'changes'
 

@@ -45,6 +45,13 @@ def learning_rate(stage):
                                  stage.decay_rate, staircase=stage.staircase)
 
 
+def learning_rate_at(stage, update):
+  """The learning rate of the stage's update number `update` (0: its first),
+  as its optimizer applies it (a float, for the logs)."""
+  rate = learning_rate(stage)
+  return float(rate(update)) if callable(rate) else float(rate)
+
+
 def scale_by_keras_adam(b1, b2, eps):
   """Adam's direction as Keras computes it, before the learning rate.
 

@@ -87,6 +87,9 @@ class Plan:
     stages: the schedule, in order.
     seed: initial weights, shuffles, flips and dropout.
     eval_batch_size, checkpoint_max_to_keep, log_every_steps: as configured.
+    compilation_cache: whether the run reads and writes JAX's persistent
+      compilation cache (set up by run.py before anything compiles).
+    profile_steps: training steps of each stage traced by jax.profiler (0: none).
     feature_cache, prefix_cache: whether frozen layers are cached (the
       device's rule where the config left them None); cache_origin says where
       each value came from; feature_cache_dir: their folder (None: the workdir's).
@@ -100,6 +103,8 @@ class Plan:
   eval_batch_size: int = 64
   checkpoint_max_to_keep: int = 3
   log_every_steps: int = 50
+  compilation_cache: bool = True
+  profile_steps: int = 0
   feature_cache: bool = False
   prefix_cache: bool = False
   cache_origin: Mapping[str, str] = None
@@ -145,6 +150,12 @@ def _choice(value, allowed, field):
   if value not in allowed:
     raise errors.ConfigError(f'--config.{field}={value!r} is not one of {", ".join(map(repr, allowed))}.')
   return value
+
+
+def _non_negative(value, field):
+  if int(value) < 0:
+    raise errors.ConfigError(f'--config.{field}={value} must be 0 or more.')
+  return int(value)
 
 
 def resolve_data(dataset, spec=None):
@@ -255,6 +266,8 @@ def resolve(config, backend=None):
       seed=int(config.seed), eval_batch_size=int(config.eval_batch_size),
       checkpoint_max_to_keep=int(config.checkpoint_max_to_keep),
       log_every_steps=int(config.log_every_steps), cache_origin=origin,
+      compilation_cache=bool(config.get('compilation_cache', True)),
+      profile_steps=_non_negative(config.get('profile_steps', 0) or 0, 'profile_steps'),
       feature_cache_dir=config.get('feature_cache_dir'),
       table2=dict(paper.get('table2') or {}), table2_pan=dict(paper.get('table2_pan') or {}),
       config_json=stored_json(config, data), **caches)

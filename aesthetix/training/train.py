@@ -19,8 +19,10 @@ from aesthetix.data import input_pipeline
 from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import errors
 from aesthetix.runtime import parallel
+from aesthetix.runtime import phases
 from aesthetix.runtime import preflight as preflight_lib
 from aesthetix.runtime import progress
+from aesthetix.runtime import summaries
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import checkpoint
 from aesthetix.training import feature_cache
@@ -102,21 +104,29 @@ def evaluate_split(plan, predict_step, params, split, source=None):
   return metrics.output_metrics(names, true, pred), dict(ids=ids, true=true, pred=pred)
 
 
-def train_epoch(plan, train_step, state, source, stage, epoch):
+def train_epoch(plan, train_step, state, source, stage, epoch, events=None, profile=None):
   """Epoch `epoch` (of `stage`) over the training split, its order drawn for the
   run's global epoch; returns (state, mean loss, images/s, seconds, seconds the
-  host spent waiting for its batches)."""
+  host spent waiting for its batches).
+
+  events: a `summaries.Writer` for the loss and learning rate of every
+  log_every_steps steps; profile: a `summaries.ProfileWindow` to trace, or None.
+  """
   parallel.host_batch_size(stage.batch_size)  # A clear error for an uneven batch.
   batches = source.train(batch_size=stage.batch_size, epoch=stage.epoch_offset + epoch)
   steps = input_pipeline.num_train_batches(plan.data, plan.data.train_split,
                                            stage.batch_size)
+  first = step_after(plan, stage, epoch)  # The schedule's steps before this epoch.
   loss_sum, count, start, waited = 0.0, 0.0, time.time(), 0.0
   pending = []
   bar = progress.bar(steps, f'{stage.name} epoch {epoch + 1}/{stage.epochs}', unit='step')
   batches = iter(parallel.prefetch(batches))
   for i in range(steps):
+    if profile is not None:
+      state = profile.at_step(i, steps, state)
     asked = time.perf_counter()
-    batch, _ = next(batches)
+    with phases.timed(phases.INPUT_WAIT):
+      batch, _ = next(batches)
     waited += time.perf_counter() - asked
     state, m = train_step(state, batch)
     pending.append(m)
@@ -126,10 +136,39 @@ def train_epoch(plan, train_step, state, source, stage, epoch):
       _check_finite(s, plan, stage, epoch, i)
       loss_sum, count = loss_sum + s, count + c
       bar.set_postfix(loss=f'{loss_sum / max(count, 1):.4f}')
+      if events is not None:
+        events.scalars(first + i + 1, {
+            'train/loss': s / max(c, 1),
+            'train/learning_rate': optim.learning_rate_at(stage, epoch * steps + i)})
     bar.update(1)
+  if profile is not None:
+    state = profile.at_step(steps, steps, state)
   bar.close()
   seconds = time.time() - start
   return state, loss_sum / max(count, 1), count / seconds, seconds, waited
+
+
+def step_after(plan, stage, epochs):
+  """The schedule's training steps after `epochs` epochs of `stage` (TensorBoard's
+  step axis counts the steps of the whole schedule)."""
+  per_epoch = lambda s: input_pipeline.num_train_batches(plan.data, plan.data.train_split,
+                                                         s.batch_size)
+  return (sum(s.epochs * per_epoch(s) for s in plan.stages[:stage.index])
+          + epochs * per_epoch(stage))
+
+
+def total_steps(plan):
+  """Training steps of the whole schedule."""
+  return step_after(plan, plan.last_stage, plan.last_stage.epochs)
+
+
+def epoch_scalars(record):
+  """TensorBoard's scalars of an epoch's metrics.jsonl record."""
+  values = {f'epoch/{k}': record[k] for k in ('train_loss', 'images_per_second',
+                                              'epoch_seconds', 'input_wait_seconds')}
+  values.update({f'validation/rho/{name}': m['spearman']
+                 for name, m in record['validation'].items()})
+  return values
 
 
 def _collect(step_metrics):
@@ -347,19 +386,24 @@ def _train_and_evaluate(plan, workdir):
   logging.info('Caches: stage-1 features %s, block4 prefix %s (%s).',
                'on' if plan.feature_cache else 'off', 'on' if plan.prefix_cache else 'off',
                ', '.join(f'{k} from the {v}' for k, v in plan.cache_origin.items()))
-  model = model_lib.build_model(plan.model)
-  fresh = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
-  mngr = checkpoint.manager(workdir, max_to_keep=plan.checkpoint_max_to_keep,
-                            keep=(plan.stages[0].end,))
-  start_stage, start_epoch, state = restore_latest(plan, workdir, mngr, fresh)
+  with phases.timed(phases.MODEL):
+    model = model_lib.build_model(plan.model)
+    fresh = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
+  with phases.timed(phases.CHECKPOINTS):
+    mngr = checkpoint.manager(workdir, max_to_keep=plan.checkpoint_max_to_keep,
+                              keep=(plan.stages[0].end,))
+    start_stage, start_epoch, state = restore_latest(plan, workdir, mngr, fresh)
   state = state or fresh
-  write_split_lists(plan, workdir)
+  with phases.timed(phases.DATASET):
+    write_split_lists(plan, workdir)
   logging.info('Training on %d device(s) in %d process(es); %d train examples.',
                jax.device_count(), jax.process_count(),
                input_pipeline.num_examples(plan.data, plan.data.train_split))
+  # TensorBoard's event files, written by process 0 alone.
+  events = summaries.Writer(workdir_lib.tensorboard_dir(workdir), enabled=main)
 
   try:
-    run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch)
+    run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, events)
   except jax.errors.JaxRuntimeError:
     # In a multi-process run this is most often a peer that died: its part of
     # a save in flight never comes, and waiting would hang. Finished
@@ -370,11 +414,15 @@ def _train_and_evaluate(plan, workdir):
   except BaseException:  # A stopped run keeps its last checkpoint whole.
     checkpoint.finish(mngr)
     raise
-  checkpoint.finish(mngr)
+  finally:
+    events.close()
+  with phases.timed(phases.CHECKPOINTS):
+    checkpoint.finish(mngr)
 
 
-def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch):
-  """Stages `start_stage`.. from host `state`, resuming at `start_epoch` of the first."""
+def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, events=None):
+  """Stages `start_stage`.. from host `state`, resuming at `start_epoch` of the
+  first; `events`: the run's TensorBoard writer."""
   for stage in plan.stages[start_stage:]:
     first_epoch = start_epoch if stage.index == start_stage else 0
     # Process 0 decides: a file another process cannot see yet must not split the run.
@@ -388,14 +436,16 @@ def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch):
       state = steps.stage_state(state, optimizer)
     replicated = parallel.replicate(state)
     passes = []
-    source = stage_source(plan, workdir, model, replicated['params'], state['params'],
-                          stage, passes)
+    with phases.timed(phases.CACHE_PASS):
+      source = stage_source(plan, workdir, model, replicated['params'], state['params'],
+                            stage, passes)
     cache_seconds = time.time() - start
     if first_epoch < stage.epochs:
       replicated = run_stage(plan, workdir, model, optimizer, mngr, replicated, source,
-                             stage, first_epoch)
+                             stage, first_epoch, events)
     if not test_done:
-      test_stage(plan, workdir, model, replicated['params'], source, stage)
+      with phases.timed(phases.TEST):
+        test_stage(plan, workdir, model, replicated['params'], source, stage, events)
     state = parallel.unreplicate(replicated)
     append_metrics(workdir, dict(stage=stage.name, timing=dict(
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
@@ -403,38 +453,53 @@ def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch):
         source=source.kind, cache_passes=passes)))
 
 
-def run_stage(plan, workdir, model, optimizer, mngr, state, source, stage, first_epoch):
+def run_stage(plan, workdir, model, optimizer, mngr, state, source, stage, first_epoch,
+              events=None):
   """Epochs `first_epoch`.. of one stage on replicated `state`, validating and
-  checkpointing after each; returns the replicated state."""
+  checkpointing after each; returns the replicated state. events: a
+  `summaries.Writer` for each epoch's metrics (None: none written)."""
   # Labels depend on the tree's paths only: no need to fetch the values.
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   train_step = source.train_step(model, optimizer, labels)
   predict_step = source.predict_step(model)
   overall = plan.output_names[0]
+  profile = (summaries.ProfileWindow(workdir_lib.tensorboard_dir(workdir), plan.profile_steps)
+             if plan.profile_steps and parallel.is_main_process() else None)
   for epoch in range(first_epoch, stage.epochs):
     global_epoch = stage.epoch_offset + epoch
-    state, loss, images_per_s, seconds, input_s = train_epoch(
-        plan, train_step, state, source, stage, epoch)
-    val, predictions = evaluate_split(plan, predict_step, state['params'],
-                                      plan.data.val_split, source)
+    with phases.timed(phases.TRAIN_STEPS):
+      state, loss, images_per_s, seconds, input_s = train_epoch(
+          plan, train_step, state, source, stage, epoch, events,
+          profile if epoch == first_epoch else None)
+    with phases.timed(phases.VALIDATION):
+      val, predictions = evaluate_split(plan, predict_step, state['params'],
+                                        plan.data.val_split, source)
     _check_not_collapsed(plan, predictions, stage, epoch, global_epoch)
-    checkpoint.save(mngr, global_epoch + 1, parallel.unreplicate(state),
-                    dict(stage_index=stage.index, stage=stage.name, epoch=epoch + 1))
+    with phases.timed(phases.CHECKPOINTS):
+      checkpoint.save(mngr, global_epoch + 1, parallel.unreplicate(state),
+                      dict(stage_index=stage.index, stage=stage.name, epoch=epoch + 1))
     logging.info('%s epoch %d/%d: loss %.5f, val rho(%s) %.4f, %.1f images/s',
                  stage.name, epoch + 1, stage.epochs, loss, overall,
                  val[overall]['spearman'], images_per_s)
-    append_metrics(workdir, dict(stage=stage.name, epoch=epoch + 1, train_loss=loss,
-                                 images_per_second=images_per_s, epoch_seconds=seconds,
-                                 input_wait_seconds=input_s, validation=val))
+    record = dict(stage=stage.name, epoch=epoch + 1, train_loss=loss,
+                  images_per_second=images_per_s, epoch_seconds=seconds,
+                  input_wait_seconds=input_s, validation=val)
+    append_metrics(workdir, record)
+    if events is not None:
+      events.scalars(step_after(plan, stage, epoch + 1), epoch_scalars(record))
+      events.flush()
   return state
 
 
-def test_stage(plan, workdir, model, params, source, stage):
+def test_stage(plan, workdir, model, params, source, stage, events=None):
   """Evaluates the test split at the end of a stage (Table 5/10's columns)."""
   test, predictions = evaluate_split(plan, source.predict_step(model), params,
                                      plan.data.test_split, source)
   save_predictions(workdir, stage.name, plan.data.test_split, predictions)
   append_metrics(workdir, dict(stage=stage.name, test=test))
+  if events is not None:
+    events.scalars(step_after(plan, stage, stage.epochs),
+                   {f'test/rho/{name}': m['spearman'] for name, m in test.items()})
   parallel.sync(f'{stage.name} test predictions')
   overall = plan.output_names[0]
   logging.info('%s test rho(%s) %.4f', stage.name, overall, test[overall]['spearman'])
