@@ -457,7 +457,9 @@ def read(manual_dir, skip_missing=False):
     problems.append(_missing_problem(manual_dir, path, aggregated, missing))
   for image in missing:
     del aggregated[image]
-  splits = assign_splits(manual_dir, spec, aggregated, problems)
+  # The split is judged on the photos as the build will have them: not while
+  # rows are left out for problems still to be fixed.
+  splits = assign_splits(manual_dir, spec, aggregated, problems) if not problems else {}
   _raise_if_any(manual_dir, problems)
   photos = [Image(image, values, votes, std, splits[image], line)
             for image, (line, values, votes, std, _) in aggregated.items()]
