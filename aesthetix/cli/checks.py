@@ -152,8 +152,13 @@ def flag_error(error, argv):
     if unknown.startswith('config.') and config_argument(argv) is None:
       return f'--{unknown} overrides a config field, but no --config is given.'
     if unknown.startswith('config.'):
-      return (f'--{unknown}: no such field in --config={config_argument(argv)} '
-              '(python run.py --config=... --helpfull lists the fields).')
+      # The field, its nearest name, or the config's fields (--helpfull lists
+      # only the overrides the command line gives, so it cannot show them).
+      argument = config_argument(argv)
+      config = _default_config(argument)
+      return (unknown_override_error(argument, [unknown[len('config.'):]])
+              or f'--{unknown}: no such field in --config={argument}'
+              + (f'; its fields: {", ".join(sorted(config.keys()))}.' if config else '.'))
     near = difflib.get_close_matches(unknown, list(flags.FLAGS), n=1)
     return f'Unknown flag --{unknown}' + (f'; did you mean --{near[0]}?' if near else '.')
   return text.replace('flag --', '--', 1)
