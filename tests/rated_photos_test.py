@@ -382,6 +382,24 @@ def test_every_problem_is_listed_at_once_with_its_line(tmp_path):
   assert '--config.dataset.skip_unreadable=True' in listed[4]
 
 
+def test_a_bad_split_name_is_listed_with_the_other_problems_and_no_false_size_one(tmp_path):
+  """With rows still to fix, each row's split name is checked but the split
+  sizes wait (judged on the rows left, they would add a false problem)."""
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  chosen = ['train'] * 8 + ['validation', 'tset']  # Line 11: a typo; no test photo left.
+  _edit_csv(photos, lambda ls: [ls[0] + ',split'] + [f'{l},{c}' for l, c in zip(ls[1:], chosen)])
+  _edit_spec(photos, split={'column': 'split'})
+  break_two_rows(photos)
+  with pytest.raises(ratings.RatingsError) as raised:
+    ratings.read(str(photos))
+  listed = str(raised.value).splitlines()
+  assert listed[0].startswith(f'3 problems in the rated photos of {photos}')
+  assert {line.split(': ')[0] for line in listed[1:]} == {
+      f'  - {photos / "ratings.csv"}, line {n}' for n in (3, 5, 11)}
+  assert (f"  - {photos / 'ratings.csv'}, line 11: split = 'tset'; it must be train, "
+          'validation or test.') in listed
+
+
 def test_a_long_list_is_cut_with_a_count(tmp_path):
   photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=40)
   _edit_csv(photos, lambda ls: ls[:1] + [','.join(l.split(',')[:1] + ['9'] + l.split(',')[2:])

@@ -386,11 +386,13 @@ def aggregate(manual_dir, spec, rows, problems=None):
   return out
 
 
-def assign_splits(manual_dir, spec, aggregated, problems=None):
+def assign_splits(manual_dir, spec, aggregated, problems=None, judge_sizes=True):
   """{image: split}: the split column's, or a seeded permutation of the sorted paths.
 
   Problems (an unknown split name, a split without photos, too few photos for
-  the fractions) are added to `problems` (None: raised together).
+  the fractions) are added to `problems` (None: raised together). Without
+  `judge_sizes` only each row's split name is checked (the rows are not yet
+  all there, so the sizes would be judged on the wrong photos).
   """
   collect = problems is None
   problems = [] if collect else problems
@@ -402,7 +404,7 @@ def assign_splits(manual_dir, spec, aggregated, problems=None):
         splits[image] = _split_name(a[4], f'{path}, line {a[0]}', spec.split_column)
       except RatingsError as e:
         problems.append(str(e))
-  else:
+  elif judge_sizes:  # Else nothing to check: a permutation has no per-row names.
     images = sorted(aggregated)
     n = len(images)
     f = spec.split_fractions
@@ -418,7 +420,7 @@ def assign_splits(manual_dir, spec, aggregated, problems=None):
       names = ['test'] * n_test + ['validation'] * n_val + ['train'] * (n - n_test - n_val)
       splits = {images[i]: s for i, s in zip(order, names)}
   empty = [s for s in SPLITS if s not in set(splits.values())]
-  if empty and splits:
+  if empty and splits and judge_sizes:
     problems.append(f'{path}: the split(s) {", ".join(empty)} hold no photo; every split '
                     f'needs at least one (column {spec.split_column!r}).')
   if collect:
@@ -457,9 +459,10 @@ def read(manual_dir, skip_missing=False):
     problems.append(_missing_problem(manual_dir, path, aggregated, missing))
   for image in missing:
     del aggregated[image]
-  # The split is judged on the photos as the build will have them: not while
-  # rows are left out for problems still to be fixed.
-  splits = assign_splits(manual_dir, spec, aggregated, problems) if not problems else {}
+  # The split sizes are judged on the photos as the build will have them: not
+  # while rows are left out for problems still to be fixed (each row's split
+  # name is checked either way).
+  splits = assign_splits(manual_dir, spec, aggregated, problems, judge_sizes=not problems)
   _raise_if_any(manual_dir, problems)
   photos = [Image(image, values, votes, std, splits[image], line)
             for image, (line, values, votes, std, _) in aggregated.items()]
