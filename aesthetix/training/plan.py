@@ -90,6 +90,9 @@ class Plan:
     feature_cache, prefix_cache: whether frozen layers are cached (the
       device's rule where the config left them None); cache_origin says where
       each value came from; feature_cache_dir: their folder (None: the workdir's).
+    init_from: a trained workdir, or one of its checkpoints (W/checkpoints/N),
+      that the run starts from instead of `model.backbone_weights`
+      (training/transfer.py); None: a fresh start.
     table2, table2_pan: the paper's Table 2 counts for this model (the audit).
     config_json: the config as a workdir stores it (config.json), JSON text.
   """
@@ -104,6 +107,7 @@ class Plan:
   prefix_cache: bool = False
   cache_origin: Mapping[str, str] = None
   feature_cache_dir: Optional[str] = None
+  init_from: Optional[str] = None
   table2: Mapping[str, Any] = None
   table2_pan: Mapping[str, Any] = None
   config_json: str = '{}'
@@ -256,5 +260,6 @@ def resolve(config, backend=None):
       checkpoint_max_to_keep=int(config.checkpoint_max_to_keep),
       log_every_steps=int(config.log_every_steps), cache_origin=origin,
       feature_cache_dir=config.get('feature_cache_dir'),
+      init_from=config.get('init_from') or None,
       table2=dict(paper.get('table2') or {}), table2_pan=dict(paper.get('table2_pan') or {}),
       config_json=stored_json(config, data), **caches)
