@@ -118,3 +118,12 @@ def test_the_train_command_adds_the_quantiles_to_a_workdir_trained_before(
   assert workdir_lib.checkpoint_numbers(old) == checkpoints  # Nothing trained again.
   assert (json.load(open(workdir_lib.score_quantiles_path(old)))
           == json.load(open(workdir_lib.score_quantiles_path(workdir))))
+  # A damaged file: named with the fix by the Scorer, moved aside and written anew.
+  path = workdir_lib.score_quantiles_path(old)
+  open(path, 'w').write('{"levels": [0.0, 0.5')
+  with pytest.raises(workdir_lib.WorkdirError, match='run the train command on this workdir'):
+    scorer_lib.Scorer.from_workdir(old)
+  experiment.run(trained_workdir.config(tmp_path_factory), old)
+  assert json.load(open(path)) == json.load(open(workdir_lib.score_quantiles_path(workdir)))
+  assert any(n.startswith(workdir_lib.SCORE_QUANTILES_FILE) for n in
+             os.listdir(os.path.join(old, workdir_lib.DAMAGED_DIR)))

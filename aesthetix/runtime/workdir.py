@@ -302,7 +302,11 @@ def read_score_quantiles(workdir):
   path = score_quantiles_path(workdir)
   if not os.path.exists(path):
     return None
-  record = read_json(path, 'file of score quantiles')
+  try:
+    record = read_json(path, 'file of score quantiles')
+  except WorkdirError as e:
+    raise WorkdirError(f'{e} Or run the train command on this workdir again: it moves the '
+                       'file aside and writes it anew.') from e
   if not isinstance(record, dict) or not {'levels', 'outputs'} <= set(record):
     raise WorkdirError(f'{path} does not hold score quantiles (levels and outputs); '
                        'run the train command on this workdir again to write it anew.')

@@ -206,6 +206,18 @@ def predictions_saved(workdir, stage_name, split):
     return False
 
 
+def quantiles_saved(workdir):
+  """Whether score_quantiles.json is saved and readable; a damaged one is moved
+  aside (the training split is then predicted again)."""
+  try:
+    return workdir_lib.read_score_quantiles(workdir) is not None
+  except workdir_lib.WorkdirError as e:
+    if parallel.is_main_process():
+      workdir_lib.move_aside(workdir, workdir_lib.score_quantiles_path(workdir),
+                             str(e).split(' (')[0] + ' could not be read')
+    return False
+
+
 def restore_latest(plan, workdir, mngr, fresh):
   """(stage index, epochs done in it, state) from the newest checkpoint that
   restores, or the start. Checkpoints that do not restore are moved to
@@ -387,8 +399,7 @@ def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch):
     test_done = parallel.agree(int(predictions_saved(
         workdir, stage.name, plan.data.test_split))) == 1
     # The last stage's model also keeps its score distribution on its training photos.
-    quantiles_done = not stage.is_last or parallel.agree(int(os.path.exists(
-        workdir_lib.score_quantiles_path(workdir)))) == 1
+    quantiles_done = not stage.is_last or parallel.agree(int(quantiles_saved(workdir))) == 1
     if first_epoch == stage.epochs and test_done and quantiles_done:
       continue
     start = time.time()
