@@ -5,6 +5,7 @@
   python run.py --mode=evaluate --workdir=W [--eval_dataset=eva]  # test split again
   python run.py --mode=convert_weights --keras_h5=IN.h5 --out=OUT.msgpack
   python run.py --mode=predict --workdir=W --images=PHOTOS --output=scores.csv  # or .json
+  python run.py --mode=predict --workdir=W1,W2,W3 --images=PHOTOS  # an ensemble: means and sds
   python run.py --mode=gradcam --workdir=W --images=PHOTOS --output=DIR [--target=Light]
   python run.py --mode=report --workdir=W                         # report.md + figures
   python run.py --mode=reproduce --workdir=W --seeds=0,1,2,3,4     # the paper: PAPER.md

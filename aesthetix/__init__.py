@@ -1,8 +1,9 @@
 """aesthetix: multi-task CNN for image aesthetic assessment in JAX/Flax.
 
 `aesthetix.Scorer.from_workdir(W).score(photos)` scores photos with a trained
-model (aesthetix/serving/scorer.py). It is imported on first use, so that the
-command line's quick checks load no JAX.
+model (aesthetix/serving/scorer.py), `aesthetix.Scorer.from_workdirs([W1, W2])`
+with an ensemble. It is imported on first use, so that the command line's
+quick checks load no JAX.
 
 The package is read from its wings; each `__init__` says what it owns and what
 it may import (tests/imports_test.py keeps the arrows one way):

@@ -95,6 +95,11 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
   # Where the caches go; None: <workdir>/feature_cache. Shareable by ablations.
   c.feature_cache_dir = config_dict.placeholder(str)
 
+  # A trained workdir (or one of its checkpoints, W/checkpoints/N) whose
+  # backbone, hidden layers and same-named output units start this run
+  # (aesthetix/training/transfer.py); None: the backbone_weights above.
+  c.init_from = config_dict.placeholder(str)
+
   c.eval_batch_size = 64
   c.checkpoint_max_to_keep = 3
   c.log_every_steps = 50

@@ -50,6 +50,8 @@ MISTAKES = [
     (['--config=configs/demo.py', '--workdir={w}', 'extra'], "Unexpected arguments ['extra']"),
     (['--mode=gradcam', '--workdir={w}', '--images=photos', '--output={w}/cams'],
      '2 things are missing or wrong'),
+    (['--config=configs/demo.py', '--config.init_from={w}/none', '--workdir={w}'],
+     '--config.init_from={w}/none: no such folder'),
 ]
 
 

@@ -30,7 +30,7 @@ import json, sys
 import numpy as np
 fmt, folder, pixels_path, out_path = sys.argv[1:]
 pixels = np.load(pixels_path)
-names = json.load(open(f'{folder}/aesthetix.json'))['outputs']
+names = json.load(open(f'{folder}/aesthetix.json'))['columns']  # Scores, then any sds.
 if fmt == 'saved_model':
   import tensorflow as tf
   model = tf.saved_model.load(folder)
@@ -98,12 +98,14 @@ def test_the_scorer_gives_predicts_numbers_for_paths_pil_images_and_arrays(train
   rows = {r['path']: r for r in summary['rows'] if not r['error']}
   paths = sorted(rows)
   scores = scorer.score(paths)
+  assert scorer.columns == tuple(summary['columns'])
   for path, got in zip(paths, scores):
-    assert got == {n: rows[path][n] for n in scorer.names}  # One scoring path: equal.
+    assert got == {n: rows[path][n] for n in scorer.columns}  # One scoring path: equal.
   rgb = str(photos / 'rgb.png')
   as_array = images.load_image(rgb)
   assert scorer.score([Image.open(rgb)]) == scorer.score(as_array) == scorer.score(rgb)
-  assert list(scorer.score(rgb)[0]) == list(plan.output_names)
+  assert list(scorer.score(rgb)[0]) == [*plan.output_names,
+                                        *[f'{n}_percentile' for n in plan.output_names]]
   with pytest.raises(ValueError, match='uint8'):
     scorer.score(as_array.astype(np.float32))
 

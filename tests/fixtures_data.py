@@ -169,13 +169,14 @@ def rated_photo_path(i):
 
 
 def make_rated(root, *, n_images=30, votes=False, votes_per_image=3, seed=0,
-               split=None, delimiter=','):
+               split=None, delimiter=',', outputs=None):
   """A folder of rated photos as a user would lay it out; returns (root, rows).
 
   `votes`: one row per vote (with a rater column), else one row per photo.
-  `split`: written into dataset.json when given. `rows` are the CSV's data
-  rows as dicts of strings.
+  `split`: written into dataset.json when given. `outputs`: {name: [lo, hi]}
+  (default RATED_OUTPUTS). `rows` are the CSV's data rows as dicts of strings.
   """
+  outputs = outputs or RATED_OUTPUTS
   root = pathlib.Path(root)
   rng = np.random.default_rng(seed)
   rows = []
@@ -189,10 +190,10 @@ def make_rated(root, *, n_images=30, votes=False, votes_per_image=3, seed=0,
       row = {'image': rated_photo_path(i)}
       if votes:
         row['rater'] = f'r{v}'
-      for name, (lo, hi) in RATED_OUTPUTS.items():
+      for name, (lo, hi) in outputs.items():
         row[name] = f'{rng.uniform(lo, hi):.3f}'
       rows.append(row)
-  spec = {'outputs': RATED_OUTPUTS, 'rows': 'votes' if votes else 'images'}
+  spec = {'outputs': outputs, 'rows': 'votes' if votes else 'images'}
   if split is not None:
     spec['split'] = split
   (root / 'dataset.json').write_text(json.dumps(spec, indent=2))

@@ -148,6 +148,10 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(
   config = config_for(data_dir)
   assert two['ids'].tolist() == input_pipeline.split_ids(tiny.plan(config).data, 'test')
   assert len(two['ids']) == tiny_config.SPLIT_SIZES['test']
+  # The training photos' predictions, gathered from both processes, and their quantiles.
+  assert (workdir_lib.read_score_quantiles(workdir) == workdir_lib.read_score_quantiles(
+      one_process) and workdir_lib.read_score_quantiles(workdir)['examples']
+          == tiny_config.SPLIT_SIZES['train'])
 
 
 def test_a_killed_process_stops_the_other_and_both_resume_to_the_same_params(

@@ -155,7 +155,10 @@ def test_csv_and_json_have_the_same_columns_and_rows(scored, trained, photos, tm
   summary, csv_path = scored
   _, workdir = trained
   header = open(csv_path).readline().strip().split(',')
-  assert header == ['path', 'score', *targets.spec('synthetic_aesthetics').output_names[1:], 'error']
+  names = targets.spec('synthetic_aesthetics').output_names
+  # Each output's score, then its percentile among the training photos' (the
+  # workdir keeps their quantiles).
+  assert header == ['path', *names, *[f'{n}_percentile' for n in names], 'error']
   json_path = str(tmp_path / 'scores.json')
   predict.predict_workdir(workdir, str(photos), json_path, progress=False)
   records = json.load(open(json_path))
@@ -163,7 +166,7 @@ def test_csv_and_json_have_the_same_columns_and_rows(scored, trained, photos, tm
   from_csv = read_scores(csv_path)
   for a, b in zip(from_csv, records):
     assert a['path'] == b['path'] and (a['error'] or None) == b['error']
-    for n in summary['outputs']:
+    for n in summary['columns']:
       assert (a[n] is None and b[n] is None) or abs(a[n] - b[n]) < 1e-6
 
 

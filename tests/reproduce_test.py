@@ -12,8 +12,10 @@ one random VGG16 shared by every run for ImageNet's weights.
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+import scipy.stats
 
 from aesthetix.data import datasets
 from aesthetix.data import spec as data_spec
@@ -135,3 +137,21 @@ def test_paper_md_has_every_table_and_every_claim_with_a_verdict(reproduced):
   assert '| 0.05-0.10 | test images | 4 | 0 |' in text  # Counts as counts.
   assert any(c['claim'].startswith('Fine-tuning lowers Symmetry') for c in claims)
   assert 'stage-1 backbone passes per dataset: aadb: 1, eva: 1' in text
+
+
+def test_each_rho_table_has_the_ensemble_of_the_seeds_beside_their_mean(reproduced):
+  summary, workdir, _, _ = reproduced
+  row = f'score, {reproduce.ENSEMBLE_ROW}'
+  [cell] = [c for c in summary['cells'] if (c['table'], c['row'], c['column'])
+            == ('Table 5', row, 'Fine-tuning')]
+  saved = [workdir_lib.load_predictions(workdir_lib.reproduction_run_dir(
+      workdir, 'aadb_multi', seed), 'stage2', 'test') for seed in SEEDS]
+  assert all(list(s['ids']) == list(saved[0]['ids']) for s in saved)
+  averaged = sum(s['pred'][:, 0].astype(np.float64) for s in saved) / len(saved)
+  expected = scipy.stats.spearmanr(saved[0]['true'][:, 0], averaged).statistic
+  assert cell['mean'] == pytest.approx(expected, abs=1e-9) and cell['n'] == len(SEEDS)
+  text = open(os.path.join(workdir, reproduce.PAPER_MD)).read()
+  assert (f"| {row} | Fine-tuning | n/a | {expected:.4f} |  | the {len(SEEDS)} seeds' "
+          'predictions averaged per photo |') in text
+  tables = {c['table'] for c in summary['cells'] if c.get('ensemble')}
+  assert tables == {'Table 1', 'Table 5', 'Table 6', 'Table 8', 'Table 10'}

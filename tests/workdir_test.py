@@ -125,3 +125,23 @@ def test_writes_leave_no_temporaries(tmp_path):
   workdir.save_npz(str(tmp_path / 'p.npz'), {'a': np.ones(2)})
   assert sorted(os.listdir(tmp_path)) == ['p.npz', 'report.md', 'splits']
   assert (tmp_path / 'splits' / 'test.txt').read_text() == 'a\nb\n'
+
+
+def test_a_start_from_another_trained_workdir_is_another_run(tmp_path):
+  config = {'seed': 0, 'init_from': None, 'stage2': {'epochs': 3}}
+  workdir.claim(str(tmp_path), config, 'stage2', 5, 'test')
+  (tmp_path / workdir.CHECKPOINT_DIR / '1').mkdir(parents=True)
+  assert workdir.claim(str(tmp_path), dict(config), 'stage2', 5, 'test') is None
+  with pytest.raises(workdir.IncompatibleWorkdirError, match=r'\(init_from differ'):
+    workdir.claim(str(tmp_path), dict(config, init_from='/runs/aadb'), 'stage2', 5, 'test')
+  # A workdir trained before the field existed resumes under a config that leaves it unset.
+  stored = {k: v for k, v in config.items() if k != 'init_from'}
+  json.dump(stored, open(tmp_path / workdir.CONFIG_FILE, 'w'))
+  assert workdir.claim(str(tmp_path), dict(config), 'stage2', 5, 'test') is None
+
+
+def test_checkpoint_source_names_a_workdir_or_one_of_its_checkpoints():
+  assert workdir.checkpoint_source('runs/aadb') == ('runs/aadb', None)
+  assert workdir.checkpoint_source('runs/aadb/checkpoints/5/') == ('runs/aadb', 5)
+  assert workdir.checkpoint_source('checkpoints/5') == ('.', 5)
+  assert workdir.checkpoint_source('runs/5') == ('runs/5', None)

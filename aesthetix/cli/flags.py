@@ -16,7 +16,8 @@ CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/aadb.py or configs/aadb.py:single_task.',
     lock_config=True)
 flags.DEFINE_enum('mode', 'train', MODES, 'What to do.')
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results; predict and '
+                    'export also take several, W1,W2,W3, and score with their ensemble.')
 flags.DEFINE_string('keras_h5', None, 'convert_weights: Keras weights file.')
 flags.DEFINE_string('out', None, 'convert_weights: output .msgpack file.')
 flags.DEFINE_string(

@@ -8,6 +8,7 @@ reported before JAX or TensorFlow load.
 """
 
 import dataclasses
+import json
 import os
 import sys
 from typing import Callable
@@ -92,7 +93,11 @@ def log_compilations():
 
 
 def check_train():
-  return [preflight.writable_problem(value('workdir'), 'folder'), _folder_problem()]
+  config = value('config')
+  init_from = config.get('init_from') if config is not None else None
+  return [preflight.writable_problem(value('workdir'), 'folder'), _folder_problem(),
+          preflight.init_source_problem(init_from, json.loads(config.to_json_best_effort()),
+                                        value('workdir')) if init_from else None]
 
 
 def _folder_problem():
@@ -119,6 +124,26 @@ def train(config):
 
 def check_trained_workdir(need_checkpoint=True):
   return [preflight.trained_workdir_problem(value('workdir'), need_checkpoint)]
+
+
+def workdirs():
+  """--workdir as a list: one workdir, or the members of an ensemble, W1,W2,W3
+  (a folder whose name holds a comma is taken whole)."""
+  given = value('workdir')
+  if os.path.isdir(given) or ',' not in given:
+    return [given]
+  return [w for w in given.split(',') if w]
+
+
+def check_trained_workdirs():
+  """Each workdir of `workdirs()` is a trained one."""
+  return [preflight.trained_workdir_problem(w) for w in workdirs()]
+
+
+def workdir_or_ensemble():
+  """The one workdir, or the list of an ensemble's (predict and export take both)."""
+  found = workdirs()
+  return found[0] if len(found) == 1 and value('workdir') == found[0] else found
 
 
 def evaluate(_):
@@ -173,7 +198,7 @@ def convert_weights(_):
 
 def check_predict():
   output = value('output')
-  return check_trained_workdir() + [
+  return check_trained_workdirs() + [
       _images_problem(), _batch_size_problem(),
       preflight.writable_problem(output, 'file') if output not in (None, '-') else None]
 
@@ -182,7 +207,7 @@ def predict(_):
   from aesthetix.serving import predict as predict_lib  # pylint: disable=g-import-not-at-top
   output = value('output') or '-'
   parallel = start_devices()
-  summary = predict_lib.predict_workdir(value('workdir'), value('images'), output,
+  summary = predict_lib.predict_workdir(workdir_or_ensemble(), value('images'), output,
                                         batch_size=value('batch_size'))
   log_compilations()
   if not parallel.is_main_process():
@@ -273,16 +298,16 @@ def check_export():
   output = value('output')
   exists = (f'--output={output} exists: give a new folder, or --overwrite to replace it'
             if os.path.exists(output) and not value('overwrite') else None)
-  return [exists, preflight.writable_problem(output, 'folder')] + check_trained_workdir()
+  return [exists, preflight.writable_problem(output, 'folder')] + check_trained_workdirs()
 
 
 def export(_):
   from aesthetix.serving import export as export_lib  # pylint: disable=g-import-not-at-top
   start_compilation_cache()
   output = value('output')
-  info = export_lib.export(value('workdir'), output, value('format'),
+  info = export_lib.export(workdir_or_ensemble(), output, value('format'),
                            overwrite=value('overwrite'), quantize=value('quantize'))
-  print(f'Wrote {output}: {info["format"]} of {", ".join(info["outputs"])} '
+  print(f'Wrote {output}: {info["format"]} of {", ".join(info["columns"])} '
         f'({info["dataset"]} scale), input {info["input"]}; see '
         f'{os.path.join(output, export_lib.METADATA)}.')
   return 0

@@ -233,3 +233,52 @@ def initial_params(spec, model, rng, image_size):
     params = keras_weights.assign_layers(params, layers, spec.backbone_weights)
     params = jax.tree_util.tree_map(jnp.asarray, params)
   return params
+
+
+def output_units(spec):
+  """{output name: (output layer, column)}: where each output of a `ModelSpec`
+  lives in the head's output layers (`output_layer_names(spec.groups)`)."""
+  units, names = {}, iter(spec.output_names)
+  for layer, size in zip(output_layer_names(spec.groups), spec.groups):
+    for column in range(size):
+      units[next(names)] = (layer, column)
+  return units
+
+
+def matched_outputs(spec, source_spec):
+  """(outputs of `spec` that `source_spec` also predicts, the others), in order."""
+  theirs = set(source_spec.output_names)
+  return (tuple(n for n in spec.output_names if n in theirs),
+          tuple(n for n in spec.output_names if n not in theirs))
+
+
+def transfer_params(fresh, source, spec, source_spec):
+  """`fresh` params with the trained `source` params placed where they mean the same.
+
+  The backbone and the hidden layers are copied whole from `source`; each
+  output of `spec` named as an output of `source_spec` takes that output's
+  unit (its kernel column [hidden] and bias), whatever layer layout either
+  model has (shared or separate output layers, one output or K+1); the other
+  outputs keep their `fresh` units. Shapes must agree (same hidden units).
+  Returns (params as numpy arrays, names taken from source, names left fresh).
+  """
+  shared = lambda tree: {BACKBONE: tree[BACKBONE], HEAD: {
+      hidden_layer_name(i): tree[HEAD][hidden_layer_name(i)]
+      for i in range(len(spec.hidden_units))}}
+  shapes = lambda tree: jax.tree_util.tree_map(np.shape, shared(tree))
+  if shapes(fresh) != shapes(source):
+    raise ValueError('The source model has other backbone or hidden layers; the run\'s '
+                     'checks should have refused it.')
+  to_numpy = lambda tree: jax.tree_util.tree_map(lambda x: np.array(x, copy=True), tree)
+  params, source = to_numpy(fresh), jax.tree_util.tree_map(np.asarray, source)
+  params[BACKBONE] = to_numpy(source[BACKBONE])
+  for i in range(len(spec.hidden_units)):
+    params[HEAD][hidden_layer_name(i)] = to_numpy(source[HEAD][hidden_layer_name(i)])
+  mine, theirs = output_units(spec), output_units(source_spec)
+  taken, left = matched_outputs(spec, source_spec)
+  for name in taken:
+    (layer, column), (their_layer, their_column) = mine[name], theirs[name]
+    to, src = params[HEAD][layer], source[HEAD][their_layer]
+    to['kernel'][:, column] = src['kernel'][:, their_column]
+    to['bias'][column] = src['bias'][their_column]
+  return params, taken, left

@@ -54,7 +54,7 @@ def write_timing(workdir, timing):
   path = workdir_lib.results_path(workdir)
   results = workdir_lib.read_json(path, 'results file')
   results['timing'] = timing
-  workdir_lib.write_json(path, results, indent=2, allow_nan=True)
+  workdir_lib.write_json(path, results, indent=2)
 
 
 def build_results(plan, workdir, split=None):

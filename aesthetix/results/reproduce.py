@@ -37,6 +37,7 @@ from aesthetix.results import selection as selection_lib
 from aesthetix.results import stats
 from aesthetix.runtime import preflight as preflight_lib
 from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import metrics
 from aesthetix.training import plan as plan_lib
 from configs import common
 from configs import paper_numbers
@@ -55,6 +56,8 @@ WEIGHTS_ALTERNATIVES = ('reproduce from one random VGG16 shared by every run (as
 NULL_MEANS = ('a value that does not exist: the mean of no seeds, the interval or p-value '
               'of fewer than two seeds, the p-value of a claim judged by its interval '
               'alone, or a correlation of an output whose values are all the same')
+# The row, beside each rho row, of the seeds' test predictions averaged per photo.
+ENSEMBLE_ROW = 'ensemble of the seeds'
 
 
 def experiment_config(spec, workdir, module_name, variant, seed):
@@ -238,6 +241,31 @@ def _cell(table, row, column, paper_value, values):
               **stats.mean_interval(values))
 
 
+def ensemble_metrics(runs, name, seeds, position):
+  """Metrics per output ({output: {'spearman', ...}}) of `name`'s seeds' test
+  predictions after the stage at `position`, averaged per photo; None when a
+  seed's predictions are missing or hold other photos."""
+  saved = []
+  for seed in seeds:
+    run_ = runs[(name, seed)]
+    saved.append(workdir_lib.load_predictions(
+        run_['path'], _stage_name(run_['results'], position), run_['plan'].data.test_split))
+  if any(p is None or not np.array_equal(p['ids'], saved[0]['ids']) for p in saved):
+    return None
+  mean = np.mean(np.stack([p['pred'] for p in saved]), axis=0)
+  return metrics.output_metrics(runs[(name, seeds[0])]['results']['outputs'],
+                                saved[0]['true'], mean)
+
+
+def _ensemble_cell(table, row, column, runs, name, seeds, position, output):
+  """The ENSEMBLE_ROW cell beside `row`: rho of `output` of the averaged predictions."""
+  found = ensemble_metrics(runs, name, seeds, position)
+  value = np.nan if found is None else found[output]['spearman']
+  return dict(table=table, row=f'{row}, {ENSEMBLE_ROW}', column=column, paper=None,
+              mean=value, ci_low=np.nan, ci_high=np.nan, n=len(seeds), values=[],
+              ensemble=True)
+
+
 # The paper's table (or figure) of each kind of result, per dataset; another
 # dataset's results go under AADB's title with the dataset named.
 _TABLES = {'per_output': {'aadb': 'Table 5', 'eva': 'Table 10'},
@@ -285,6 +313,8 @@ def summarize(spec, runs, seeds, selection):
         pair = theirs.get(output)
         cells.append(_cell(per_output_table, output, title,
                            pair[position] if pair else None, values))
+        cells.append(_ensemble_cell(per_output_table, output, title, runs, multi, seeds,
+                                    position, output))
     _intervals(cells, runs, multi, seeds, dataset, interval_table)
     _correlations(cells, runs, multi, seeds, dataset, fig)
     _overall_tables(cells, runs, seeds, dataset, multi, single)
@@ -346,6 +376,9 @@ def _overall_tables(cells, runs, seeds, dataset, multi, single):
     for method, rho in paper_numbers.TABLE1:
       cells.append(_cell('Table 1', method, 'rho', rho, fine(multi) if method == 'this paper'
                          else []))
+      if method == 'this paper':
+        cells.append(_ensemble_cell('Table 1', method, 'rho', runs, multi, seeds, LAST,
+                                    'score'))
     for per_rater, raters, rho in paper_numbers.TABLE4:
       cells.append(_cell('Table 4', per_rater if raters else 'this paper',
                          'rho' if raters is None else f'rho ({raters} raters)', rho,
@@ -357,6 +390,8 @@ def _overall_tables(cells, runs, seeds, dataset, multi, single):
     theirs = paper.overall(dataset, variant) or (None, None)
     for position, values in ((FIRST, first(name)), (LAST, fine(name))):
       cells.append(_cell(table6, variant, _title(titles, position), theirs[position], values))
+      cells.append(_ensemble_cell(table6, variant, _title(titles, position), runs, name, seeds,
+                                  position, 'score'))
 
 
 def _cross(cells, selection, runs, seeds):
@@ -461,7 +496,9 @@ def markdown(summary):
   parts = ['# The paper, reproduced',
            f'Soydaner & Wagemans, arXiv 2305.09373. Seeds {", ".join(map(str, seeds))}; each '
            'cell: the paper\'s value, this reproduction\'s mean over seeds with its 95% '
-           'interval (Student\'s t), and the per-seed values. Claims are judged by the '
+           'interval (Student\'s t), and the per-seed values; beside each rho row, '
+           f'"{ENSEMBLE_ROW}" is the rho of the seeds\' test predictions averaged per '
+           'photo (one model made of every seed). Claims are judged by the '
            'interval of the difference over seeds (paired by seed where two models are '
            'compared): supported when it lies wholly on the claimed side, not supported '
            'when wholly on the other, inconclusive when it holds 0.']
@@ -478,7 +515,8 @@ def markdown(summary):
             '| Per seed |', '|---|---|---:|---:|---|---|']
     for c in (c for c in summary['cells'] if c['table'] == table):
       counts = c['values'] and all(float(v).is_integer() for v in c['values'])
-      per_seed = ', '.join(str(int(v)) if counts else _f(v) for v in c['values'])
+      per_seed = (f"the {c['n']} seeds' predictions averaged per photo" if c.get('ensemble')
+                  else ', '.join(str(int(v)) if counts else _f(v) for v in c['values']))
       mean = '' if not c['n'] else (f"{c['mean']:g}" if counts else _f(c['mean']))
       rows.append(f"| {c['row']} | {c['column']} | {_f(c['paper'], 4)} | {mean} | "
                   f"{'' if counts and c['ci_low'] == c['ci_high'] else _interval(c)} | "

@@ -68,6 +68,46 @@ def trained_workdir_problem(workdir, need_checkpoint=True):
   return None
 
 
+# What a run started from a trained workdir must share with it (dotted config
+# field: what it is): W's tensors fit only the same layers (the backbone is
+# VGG16 in every config), and its features were learned at its image size.
+SHARED_WITH_INIT_SOURCE = {'dataset.image_size': 'image size',
+                           'model.hidden_units': 'hidden layers'}
+
+
+def _field(config, dotted):
+  for part in dotted.split('.'):
+    config = config.get(part) if isinstance(config, dict) else None
+  return list(config) if isinstance(config, (list, tuple)) else config
+
+
+def init_source_problem(path, config, workdir=None):
+  """Why `path` (--config.init_from: a trained workdir or WORKDIR/checkpoints/N)
+  cannot start the run of `config` (a JSON object) in `workdir`, or None; reads
+  only W's config.json."""
+  source, number = workdir_lib.checkpoint_source(path)
+  if not os.path.isdir(source):
+    return (f'--config.init_from={path}: no such folder (give a trained workdir, or one of '
+            'its checkpoints, WORKDIR/checkpoints/N)')
+  problem = trained_workdir_problem(source)
+  if problem:
+    return f'--config.init_from={path}: {problem}'
+  if number is not None and not os.path.isdir(path):
+    return (f'--config.init_from={path}: no such checkpoint; {source} has '
+            f'{", ".join(map(str, workdir_lib.checkpoint_numbers(source)))}')
+  if workdir and os.path.isdir(workdir) and os.path.samefile(source, workdir):
+    return (f'--config.init_from={path} is this run\'s own --workdir; start from another '
+            'trained workdir')
+  stored = workdir_lib.stored_json(source)
+  differ = [f'its {what} {_field(stored, field)}, this run\'s {_field(config, field)} '
+            f'(--config.{field})' for field, what in SHARED_WITH_INIT_SOURCE.items()
+            if _field(stored, field) != _field(config, field)]
+  if differ:
+    return (f'--config.init_from={path} cannot start this run: {"; ".join(differ)}; start '
+            'from a workdir of the same image size and layers')
+  return None
+
+
 def raise_if_any(problems, advice=None):
   """Raises one PreflightError listing every problem (None entries are fine),
   with `advice` (a sentence: another way on) last; nothing when there are none."""

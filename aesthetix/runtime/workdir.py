@@ -38,6 +38,10 @@ CACHE_DIR = 'feature_cache'
 LOCK_FILE = 'train.lock'
 # TensorBoard's folder: the event files, and jax.profiler's traces under plugins/profile/.
 TENSORBOARD_DIR = 'tensorboard'
+# The distribution of the trained model's predictions on its own training
+# photos (quantiles per output, the dataset's scale): what a score's
+# percentile is read against (serving/scorer.py).
+SCORE_QUANTILES_FILE = 'score_quantiles.json'
 # The figures of `run.py --mode=report`, beside report.md, in the report's order.
 SCATTER_OVERALL = 'scatter_overall.png'
 SCATTER_OUTPUTS = 'scatter_outputs.png'
@@ -81,6 +85,20 @@ def tensorboard_dir(workdir):
 def prediction_path(workdir, stage, split):
   """The test (or other split's) predictions saved after `stage`."""
   return os.path.join(workdir, PREDICTIONS_DIR, f'{stage}_{split}.npz')
+
+
+def score_quantiles_path(workdir):
+  return os.path.join(workdir, SCORE_QUANTILES_FILE)
+
+
+def checkpoint_source(path):
+  """(workdir, checkpoint number or None) of `path`: a workdir, or one of its
+  checkpoints, WORKDIR/checkpoints/N."""
+  path = os.path.normpath(path)
+  parent, name = os.path.split(path)
+  if name.isdigit() and os.path.basename(parent) == CHECKPOINT_DIR:
+    return os.path.dirname(parent) or '.', int(name)
+  return path, None
 
 
 def split_list_path(workdir, split):
@@ -310,6 +328,23 @@ def load_predictions(workdir, stage, split):
     raise WorkdirError(
         f'{path} is damaged ({type(e).__name__}: {e}). Rerun the train command on this '
         'workdir: it moves the file aside and predicts the test split again.') from e
+
+
+def read_score_quantiles(workdir):
+  """{'levels': [Q], 'outputs': {name: [Q]}, ...} of score_quantiles.json, or
+  None when the workdir has none (trained before it was kept)."""
+  path = score_quantiles_path(workdir)
+  if not os.path.exists(path):
+    return None
+  try:
+    record = read_json(path, 'file of score quantiles')
+  except WorkdirError as e:
+    raise WorkdirError(f'{e} Or run the train command on this workdir again: it moves the '
+                       'file aside and writes it anew.') from e
+  if not isinstance(record, dict) or not {'levels', 'outputs'} <= set(record):
+    raise WorkdirError(f'{path} does not hold score quantiles (levels and outputs); '
+                       'run the train command on this workdir again to write it anew.')
+  return record
 
 
 def move_aside(workdir, path, why, name=None):

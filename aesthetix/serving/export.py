@@ -3,9 +3,13 @@
 `python run.py --mode=export --workdir=W --output=DIR --format=FMT` writes
 DIR with the model, its preprocessing inside (Keras' caffe mode; the bytes
 signature also decodes and resizes exactly as training did), and
-DIR/aesthetix.json: the output names, their dataset scale, the input size and
-how a photo must be resized. Everything is written to a temporary folder
-beside DIR and renamed when complete: a failed export leaves nothing.
+DIR/aesthetix.json: the output names, their dataset scale, the input size,
+how a photo must be resized and the quantiles of the model's predictions on
+its training photos (a score's percentile). Everything is written to a
+temporary folder beside DIR and renamed when complete: a failed export leaves
+nothing. `--workdir=W1,W2,W3` exports their ensemble as one model: each output
+is the members' mean (taken in unit scale), followed by `<output>_sd`, the
+members' standard deviation (aesthetix.json's `columns` gives the order).
 
 - saved_model: `jax2tf.convert` with native serialization (StableHLO inside
   an XlaCallModule op; JAX's maintained path in 0.10, the graph serialization
@@ -56,32 +60,54 @@ class ExportError(errors.UserError):
   """The export cannot be made as asked; nothing was written."""
 
 
+def columns(scorer):
+  """The exported model's outputs, in order: the scores, then (an ensemble) their sds."""
+  return list(scorer.names + scorer.sd_names)
+
+
 def scoring_function(scorer):
-  """(params, uint8 [b, S, S, 3]) -> float32 [b, outputs] in the dataset's scale."""
-  model, spec, n = scorer.model, scorer.plan.data.targets, len(scorer.names)
+  """(params: one tree per member, uint8 [b, S, S, 3]) -> float32 [b, columns] in
+  the dataset's scale (see `columns`)."""
+  models, spec, n = [m for m, _ in scorer.members], scorer.plan.data.targets, len(scorer.names)
 
   def score(params, images):
-    unit = model.apply({'params': params}, images, train=False)[:, :n]
-    return spec.from_unit(unit)
+    unit = [m.apply({'params': p}, images, train=False)[:, :n] for m, p in zip(models, params)]
+    if not scorer.ensemble:
+      return spec.from_unit(unit[0])
+    unit = jnp.stack(unit)
+    return jnp.concatenate([spec.from_unit(jnp.mean(unit, axis=0)),
+                            jnp.std(spec.from_unit(unit), axis=0)], axis=-1)
 
   return score
 
 
 def host_params(scorer):
-  return jax.tree_util.tree_map(np.asarray, jax.device_get(scorer.params))
+  """The members' params as numpy trees, a list."""
+  return [jax.tree_util.tree_map(np.asarray, jax.device_get(p)) for _, p in scorer.members]
 
 
 def serving_function(scorer):
-  """uint8 [b, S, S, 3] -> float32 [b, outputs] in the dataset's scale (params baked in)."""
+  """uint8 [b, S, S, 3] -> float32 [b, columns] in the dataset's scale (params baked in)."""
   score, params = scoring_function(scorer), host_params(scorer)
   return lambda images: score(params, images)
 
 
-def metadata(scorer, fmt, extra=None):
+def metadata(scorer, fmt, extra=None, workdirs=()):
   data = scorer.plan.data
   lo, hi = data.targets.bounds(len(scorer.names))
+  described = dict(columns=columns(scorer))
+  if scorer.ensemble:
+    described.update(members=list(workdirs), sd=(
+        "<output>_sd: the members' standard deviation (n in the denominator), in the "
+        "dataset's scale; each output: the members' mean, taken in unit scale"))
+  percentiles = {} if scorer.score_quantiles is None else dict(
+      score_quantiles=scorer.score_quantiles,
+      percentile=('100 * numpy.interp(score, score_quantiles["outputs"][name], '
+                  'score_quantiles["levels"]), 0-100: where the score lies among the '
+                  'model\'s predictions on its own training photos (aesthetix gives tied '
+                  'quantiles their middle level: aesthetix.training.quantiles)'))
   return dict(
-      format=fmt, outputs=list(scorer.names),
+      format=fmt, outputs=list(scorer.names), **described,
       ranges={n: [float(a), float(b)] for n, a, b in zip(scorer.names, lo, hi)},
       dataset=data.name, image_size=scorer.image_size,
       input=f'uint8 RGB [batch, {scorer.image_size}, {scorer.image_size}, 3], 0-255',
@@ -92,7 +118,7 @@ def metadata(scorer, fmt, extra=None):
       preprocessing='inside the model: Keras caffe mode (RGB to BGR, ImageNet means '
                     'subtracted)',
       jax_version=jax.__version__, written=datetime.date.today().isoformat(),
-      **(extra or {}))
+      **percentiles, **(extra or {}))
 
 
 def _stablehlo(scorer, out):
@@ -134,7 +160,7 @@ def decode_for_serving(encoded, size, method):
 def _saved_model(scorer, out):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  s, names = scorer.image_size, scorer.names
+  s, names = scorer.image_size, columns(scorer)
   method = scorer.plan.data.resize_method
   # The weights as TF variables (saved in variables/, as TF Serving expects),
   # the computation as StableHLO.
@@ -197,7 +223,8 @@ _WRITERS = {'saved_model': _saved_model, 'stablehlo': _stablehlo}
 
 
 def export(workdir, output, fmt, overwrite=False, quantize=None):
-  """Writes `output` in format `fmt` from the model of `workdir`; returns the metadata."""
+  """Writes `output` in format `fmt` from the model of `workdir` (or the ensemble
+  of a list of workdirs); returns the metadata."""
   if fmt not in FORMATS:
     raise ExportError(f'--format={fmt} is not one of {", ".join(FORMATS)}.')
   if quantize and (fmt != 'tflite' or quantize not in QUANTIZATIONS):
@@ -206,14 +233,16 @@ def export(workdir, output, fmt, overwrite=False, quantize=None):
   output = os.path.abspath(output)
   if os.path.exists(output) and not overwrite:
     raise ExportError(f'{output} exists: give a new --output, or --overwrite to replace it.')
-  scorer = scorer_lib.Scorer.from_workdir(workdir)
+  single = isinstance(workdir, (str, os.PathLike))
+  scorer = (scorer_lib.Scorer.from_workdir(workdir) if single
+            else scorer_lib.Scorer.from_workdirs(workdir))
   parent = os.path.dirname(output)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.tmp-', dir=parent)
   try:
     extra = (_tflite(scorer, tmp, quantize) if fmt == 'tflite'
              else _WRITERS[fmt](scorer, tmp))  # Only TFLite takes a quantization.
-    info = metadata(scorer, fmt, extra)
+    info = metadata(scorer, fmt, extra, workdirs=() if single else list(map(os.fspath, workdir)))
     with open(os.path.join(tmp, METADATA), 'w') as f:
       f.write(workdir_lib.dumps(info, indent=2))
     if os.path.exists(output):

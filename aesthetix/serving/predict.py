@@ -1,12 +1,14 @@
 """Scores for anyone's photos: the overall score and every attribute, in the dataset's scale.
 
 `predict_workdir(workdir, images, output)` scores the files with a `Scorer`
-(the model of a workdir, from its files alone), reading every image Pillow
-can read and resizing it exactly as training resized its images
-(`images.model_input`), and writes one row per file: the path, one
-column per output (the model's outputs, mapped by `Plan.from_unit` to the
-training dataset's own scale) and an error column. A file that cannot be read
-gets its error and no scores; it never stops the batch.
+(the model of a workdir, from its files alone, or the ensemble of several),
+reading every image Pillow can read and resizing it exactly as training
+resized its images (`images.model_input`), and writes one row per file: the
+path, one column per output (the model's outputs, mapped by `Plan.from_unit`
+to the training dataset's own scale), `<output>_sd` per output for an
+ensemble, `<output>_percentile` per output when the quantiles are known
+(`Scorer.columns`), and an error column. A file that cannot be read gets its
+error and no scores; it never stops the batch.
 """
 
 import collections
@@ -88,7 +90,8 @@ def score_paths(scorer, paths, progress=True):
   batch (None with a single batch). In a multi-process run each process scores
   its part of `paths`; every process returns all rows.
   """
-  names = scorer.names
+  names, members = scorer.columns, len(scorer.members)
+  n = len(scorer.names)
   b = parallel.process_batch_size(scorer.batch_size)
   start, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
@@ -97,14 +100,15 @@ def score_paths(scorer, paths, progress=True):
   began, first_done = time.time(), None
   with progress_lib.bar(end - start, 'Scoring', leave=True, enabled=progress) as bar:
     for pixels, positions in _batches(scorer, paths, range(start, end), b, count, errors, bar):
-      unit = np.zeros((b, len(names)), np.float32)
-      unit[:len(pixels)] = scorer.score_pixels(pixels, full=count > 1)  # One program.
+      unit = np.zeros((b, members * n), np.float32)  # Each member's outputs in turn.
+      unit[:len(pixels)] = np.concatenate(  # One program.
+          scorer.member_pixels(pixels, full=count > 1), axis=-1)
       scores.append(unit)
       index.append(np.concatenate([positions, np.full(b - len(positions), -1, np.int64)]))
       first_done = first_done or (time.time(), len(positions))
   index = parallel.gather_processes(np.concatenate(index)).reshape(-1)
-  scores = parallel.gather_processes(np.concatenate(scores)).reshape(-1, len(names))
-  scores = scorer.plan.from_unit(scores[index >= 0])
+  scores = parallel.gather_processes(np.concatenate(scores)).reshape(-1, members, n)
+  scores = scorer.table(np.moveaxis(scores[index >= 0], 1, 0))
   scores = dict(zip(index[index >= 0].tolist(), scores.tolist()))
   seconds = time.time() - began
   # Every process's first batch waited for the compilation.
@@ -156,24 +160,28 @@ def _rounded(value):
 
 
 def predict_workdir(workdir, images, output='-', progress=True, batch_size=None):
-  """Scores the files named by `images` with a trained workdir's model; writes `output`.
+  """Scores the files named by `images` with a trained workdir's model (or, given
+  a list of workdirs, their ensemble: `Scorer.from_workdirs`); writes `output`.
 
-  Returns a summary: {'rows', 'outputs', 'scored', 'failed', 'seconds',
+  Returns a summary: {'rows', 'outputs', 'columns' (the outputs, then their
+  sds and percentiles where given), 'scored', 'failed', 'seconds',
   'images_per_second' (compilation included), 'steady_images_per_second'
   (after the first batch; None with one batch)}.
   """
-  scorer = scorer_lib.Scorer.from_workdir(workdir, batch_size)
+  scorer = (scorer_lib.Scorer.from_workdir(workdir, batch_size)
+            if isinstance(workdir, (str, os.PathLike))
+            else scorer_lib.Scorer.from_workdirs(workdir, batch_size))
   paths = image_files.find_images(images)
   rows, timing = score_paths(scorer, paths, progress=progress)
   seconds = timing['seconds']
-  names = scorer.names
+  names = scorer.columns
   if parallel.is_main_process():
     write_scores(rows, names, output)
   parallel.sync('scores written')
   scored = sum(1 for r in rows if not r[ERROR_COLUMN])
   steady = (timing['steady_images'] / max(timing['steady_seconds'], 1e-9)
             if timing['steady_seconds'] else None)
-  return dict(rows=rows, outputs=list(names), scored=scored,
+  return dict(rows=rows, outputs=list(scorer.names), columns=list(names), scored=scored,
               failed=len(rows) - scored, seconds=seconds,
               images_per_second=scored / max(seconds, 1e-9),
               steady_images_per_second=steady)

@@ -93,6 +93,9 @@ class Plan:
     feature_cache, prefix_cache: whether frozen layers are cached (the
       device's rule where the config left them None); cache_origin says where
       each value came from; feature_cache_dir: their folder (None: the workdir's).
+    init_from: a trained workdir, or one of its checkpoints (W/checkpoints/N),
+      that the run starts from instead of `model.backbone_weights`
+      (training/transfer.py); None: a fresh start.
     table2, table2_pan: the paper's Table 2 counts for this model (the audit).
     config_json: the config as a workdir stores it (config.json), JSON text.
   """
@@ -109,6 +112,7 @@ class Plan:
   prefix_cache: bool = False
   cache_origin: Mapping[str, str] = None
   feature_cache_dir: Optional[str] = None
+  init_from: Optional[str] = None
   table2: Mapping[str, Any] = None
   table2_pan: Mapping[str, Any] = None
   config_json: str = '{}'
@@ -269,5 +273,6 @@ def resolve(config, backend=None):
       compilation_cache=bool(config.get('compilation_cache', True)),
       profile_steps=_non_negative(config.get('profile_steps', 0) or 0, 'profile_steps'),
       feature_cache_dir=config.get('feature_cache_dir'),
+      init_from=config.get('init_from') or None,
       table2=dict(paper.get('table2') or {}), table2_pan=dict(paper.get('table2_pan') or {}),
       config_json=stored_json(config, data), **caches)

@@ -15,15 +15,20 @@ from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import parallel
 from aesthetix.training import optim
 from aesthetix.training import plan as plan_lib
+from aesthetix.training import transfer
 
 FEATURES = plan_lib.FEATURES
 PREFIX = plan_lib.PREFIX
 
 
 def initial_state(plan, model, rng):
-  """{'params', 'step', 'rng'} before training: the initial weights of `plan.model`."""
+  """{'params', 'step', 'rng'} before training: the initial weights of `plan.model`,
+  or those of the trained model `plan.init_from` names (training/transfer.py)."""
   init_rng, train_rng = jax.random.split(rng)
-  params = model_lib.initial_params(plan.model, model, init_rng, plan.data.image_size)
+  if plan.init_from:
+    params = transfer.start_params(plan, model, init_rng)
+  else:
+    params = model_lib.initial_params(plan.model, model, init_rng, plan.data.image_size)
   return {'params': params, 'step': np.int64(0), 'rng': train_rng}
 
 

@@ -29,7 +29,9 @@ from aesthetix.training import feature_cache
 from aesthetix.training import metrics
 from aesthetix.training import optim
 from aesthetix.training import plan as plan_lib
+from aesthetix.training import quantiles
 from aesthetix.training import steps
+from aesthetix.training import transfer
 
 
 class NonFiniteLossError(errors.UserError):
@@ -243,6 +245,18 @@ def predictions_saved(workdir, stage_name, split):
     return False
 
 
+def quantiles_saved(workdir):
+  """Whether score_quantiles.json is saved and readable; a damaged one is moved
+  aside (the training split is then predicted again)."""
+  try:
+    return workdir_lib.read_score_quantiles(workdir) is not None
+  except workdir_lib.WorkdirError as e:
+    if parallel.is_main_process():
+      workdir_lib.move_aside(workdir, workdir_lib.score_quantiles_path(workdir),
+                             str(e).split(' (')[0] + ' could not be read')
+    return False
+
+
 def restore_latest(plan, workdir, mngr, fresh):
   """(stage index, epochs done in it, state) from the newest checkpoint that
   restores, or the start. Checkpoints that do not restore are moved to
@@ -342,8 +356,10 @@ def preflight(plan):
   before anything is built or written."""
   data = datasets.data_problem(plan.data)
   # Without the data the run cannot start: no download then, only the check.
-  weights = model_lib.weights_problem(plan.model.backbone_weights, download=data is None)
-  preflight_lib.raise_if_any([data, weights])
+  # A start from a trained workdir reads no backbone weights file.
+  weights = (None if plan.init_from else
+             model_lib.weights_problem(plan.model.backbone_weights, download=data is None))
+  preflight_lib.raise_if_any([data, weights, transfer.source_problem(plan)])
 
 
 def train_and_evaluate(config, workdir):
@@ -396,6 +412,8 @@ def _train_and_evaluate(plan, workdir):
     mngr = checkpoint.manager(workdir, max_to_keep=plan.checkpoint_max_to_keep,
                               keep=(plan.stages[0].end,))
     start_stage, start_epoch, state = restore_latest(plan, workdir, mngr, fresh)
+  if state is None and plan.init_from:
+    append_metrics(workdir, dict(init_from=transfer.summary(plan)))
   state = state or fresh
   with phases.timed(phases.DATASET):
     write_split_lists(plan, workdir)
@@ -431,7 +449,9 @@ def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, even
     # Process 0 decides: a file another process cannot see yet must not split the run.
     test_done = parallel.agree(int(predictions_saved(
         workdir, stage.name, plan.data.test_split))) == 1
-    if first_epoch == stage.epochs and test_done:
+    # The last stage's model also keeps its score distribution on its training photos.
+    quantiles_done = not stage.is_last or parallel.agree(int(quantiles_saved(workdir))) == 1
+    if first_epoch == stage.epochs and test_done and quantiles_done:
       continue
     start = time.time()
     optimizer = optim.stage_optimizer(stage, state['params'])
@@ -449,6 +469,10 @@ def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, even
     if not test_done:
       with phases.timed(phases.TEST):
         test_stage(plan, workdir, model, replicated['params'], source, stage, events)
+    if not quantiles_done:
+      # A prediction pass like the test's (the training split's): timed with it.
+      with phases.timed(phases.TEST):
+        write_score_quantiles(plan, workdir, model, replicated['params'], source, stage)
     state = parallel.unreplicate(replicated)
     append_metrics(workdir, dict(stage=stage.name, timing=dict(
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
@@ -492,6 +516,19 @@ def run_stage(plan, workdir, model, optimizer, mngr, state, source, stage, first
       events.scalars(step_after(plan, stage, epoch + 1), epoch_scalars(record))
       events.flush()
   return state
+
+
+def write_score_quantiles(plan, workdir, model, params, source, stage):
+  """Predicts the training split with the final params (no flips, no dropout) and
+  keeps the predictions and their quantiles per output (the dataset's scale):
+  what serving reads a score's percentile against."""
+  split = plan.data.train_split
+  _, predictions = evaluate_split(plan, source.predict_step(model), params, split, source)
+  save_predictions(workdir, stage.name, split, predictions)
+  if parallel.is_main_process():
+    workdir_lib.write_json(workdir_lib.score_quantiles_path(workdir), quantiles.record(
+        plan.output_names, predictions['pred'], split, stage.name))
+  parallel.sync('score quantiles')
 
 
 def test_stage(plan, workdir, model, params, source, stage, events=None):
