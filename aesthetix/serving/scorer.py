@@ -9,7 +9,9 @@ Photos are read and resized exactly as `--mode=predict` reads them (it scores
 through a Scorer too: one scoring path), then scored in batches of at most a
 fixed size; a batch of few photos is padded only to the next power of two times
 the devices (each such size compiled once, on its first use). Only the workdir is needed:
-its config.json and newest checkpoint that restores.
+its config.json and newest whole checkpoint. A score that is not a finite
+number is never returned: `score` and `score_array` raise NonFiniteScoreError
+(predict writes the reason in the photo's row instead).
 """
 
 import os
@@ -19,9 +21,23 @@ import numpy as np
 from PIL import Image
 
 from aesthetix.data import images as images_lib
+from aesthetix.runtime import errors
 from aesthetix.runtime import parallel
 from aesthetix.training import checkpoint
 from aesthetix.training import steps
+
+
+class NonFiniteScoreError(errors.UserError, ValueError):
+  """The model gave NaN or an infinity for a photo: never a score (the message
+  names the photos and the outputs)."""
+
+
+def nonfinite_reason(names, values):
+  """Why one photo's `values` (one per output of `names`) are not scores."""
+  bad = [f'{n} {v}' for n, v in zip(names, values) if not np.isfinite(v)]
+  return (f'the model gave a non-finite score ({", ".join(bad)}); its checkpoint may be '
+          'damaged or its training diverged: score with another workdir, or train this '
+          'one again')
 
 
 def padded_rows(n, step, devices, processes):
@@ -92,7 +108,8 @@ class Scorer:
     return parallel.local_rows(out)[:n, :len(self.names)]
 
   def score_array(self, images):
-    """[photos, outputs] in the dataset's scale, outputs in `names` order."""
+    """[photos, outputs] in the dataset's scale, outputs in `names` order;
+    NonFiniteScoreError when a photo's score is not a finite number."""
     pixels = [self.pixels(x) for x in images]
     out = np.zeros((len(pixels), len(self.names)), np.float32)
     step = parallel.process_batch_size(self.batch_size)
@@ -100,7 +117,13 @@ class Scorer:
       chunk = np.stack(pixels[start:start + step])
       # Several batches: the last one too runs the full batch's program, not a new one.
       out[start:start + len(chunk)] = self.score_pixels(chunk, full=len(pixels) > step)
-    return self.plan.from_unit(out) if len(out) else out
+    out = self.plan.from_unit(out) if len(out) else out
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+    if len(bad):
+      raise NonFiniteScoreError(
+          f'Photo(s) {", ".join(map(str, bad[:10]))}{", ..." if len(bad) > 10 else ""} (of '
+          f'{len(out)}): {nonfinite_reason(self.names, out[bad[0]])}.')
+    return out
 
   def score(self, images):
     """One {output name: score} per photo (paths, PIL images or uint8 arrays)."""
