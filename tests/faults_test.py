@@ -523,3 +523,20 @@ def test_scoring_keeps_model_inputs_and_decodes_within_its_pixel_budget(
   shown, model_input = gradcam.photo_loader(plan.data)(paths[0])[0]
   assert max(shown.shape[:2]) == gradcam.DISPLAY_SIZE and shown.shape[2] == 3
   np.testing.assert_array_equal(model_input, scorer.pixels(paths[0]))
+
+
+# Prints Pillow's block size once aesthetix's image reader is imported.
+BLOCK_SIZE = ('from aesthetix.data import images; from PIL import Image; '
+              'print(Image.core.get_block_size())')
+GLIBC_LARGEST_MMAP_THRESHOLD = 32 << 20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit Linux.
+
+
+def test_decoded_blocks_are_large_enough_to_be_given_back_unless_the_user_chose_a_size():
+  """Pillow's blocks above glibc's largest mmap threshold are mapped, so a
+  freed photo leaves no arena behind (bench/predict_memory.py measures it)."""
+  def block_size(**env):
+    return int(subprocess.run([sys.executable, '-c', BLOCK_SIZE], cwd=REPO, check=True,
+                              capture_output=True, text=True,
+                              env=dict(os.environ, **env)).stdout)
+  assert block_size() == images.PILLOW_BLOCK_BYTES > GLIBC_LARGEST_MMAP_THRESHOLD
+  assert block_size(PILLOW_BLOCK_SIZE='1m') == 2**20
