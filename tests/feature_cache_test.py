@@ -14,6 +14,7 @@ import pytest
 from aesthetix.data import input_pipeline
 from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import parallel
+from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import feature_cache
 from aesthetix.training import plan as plan_lib
 from aesthetix.training import steps
@@ -118,7 +119,7 @@ def test_temporaries_of_dead_passes_are_removed_and_live_ones_kept(tmp_path):
   }
   for name in names.values():
     (tmp_path / name).write_bytes(b'x')
-  removed = feature_cache.remove_stale_temporaries(str(tmp_path))
+  removed = workdir_lib.remove_stale_temporaries(str(tmp_path))
   assert sorted(os.path.basename(p) for p in removed) == sorted(
       [names['dead'], names['dead_old_format']])
   assert sorted(os.listdir(tmp_path)) == sorted(

@@ -4,6 +4,7 @@ one trainer at a time."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -145,3 +146,62 @@ def test_checkpoint_source_names_a_workdir_or_one_of_its_checkpoints():
   assert workdir.checkpoint_source('runs/aadb/checkpoints/5/') == ('runs/aadb', 5)
   assert workdir.checkpoint_source('checkpoints/5') == ('.', 5)
   assert workdir.checkpoint_source('runs/5') == ('runs/5', None)
+
+
+def test_a_whole_last_record_without_its_newline_is_kept_and_completed(tmp_path):
+  path = str(tmp_path / workdir.METRICS_FILE)
+  workdir.append_jsonl(path, {'epoch': 1})
+  with open(path, 'a') as f:
+    f.write('{"epoch": 2}')  # A kill between the record and its newline.
+  assert workdir.read_jsonl(path) == [{'epoch': 1}, {'epoch': 2}]
+  assert workdir.repair_jsonl(path) == 0
+  workdir.append_jsonl(path, {'epoch': 3})
+  assert open(path).read() == '{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n'
+
+
+def test_a_line_that_parses_but_fails_its_check_is_named(tmp_path):
+  path = tmp_path / workdir.METRICS_FILE
+  path.write_text('{"epoch": 1}\nnull\n')
+  check = lambda record: None if isinstance(record, dict) else 'not an object'
+  with pytest.raises(workdir.WorkdirError, match=f'{path}, line 2, does not hold a record of '
+                     'this file: not an object. Delete that line'):
+    workdir.read_jsonl(str(path), check)
+
+
+KILLED_WRITE = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from aesthetix.runtime import workdir
+with workdir.atomic_file({path!r}) as f:
+  f.write('half of it')
+  f.flush()
+  print('writing', flush=True)
+  time.sleep(600)
+"""
+
+
+def test_temporaries_of_killed_writes_are_removed_and_live_ones_kept(tmp_path):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  target = tmp_path / workdir.PREDICTIONS_DIR / 'stage2_test.npz'
+  writer = subprocess.Popen([sys.executable, '-c', KILLED_WRITE.format(repo=repo,
+                                                                        path=str(target))],
+                            stdout=subprocess.PIPE, text=True)
+  assert writer.stdout.readline().strip() == 'writing'
+  writer.send_signal(signal.SIGKILL)
+  writer.wait(timeout=30)
+  killed, = os.listdir(target.parent)
+  assert killed == f'.stage2_test.npz.tmp-{socket.gethostname()}-{writer.pid}'
+  finished = subprocess.Popen(['true'])  # Its pid is free again once it exits.
+  finished.wait()
+  names = {'old_format': f'.results.json.tmp-{finished.pid}',  # Written without a host.
+           'alive': os.path.basename(workdir.tmp_name('.report.md')),
+           'other_host': f'.report.md.tmp-{socket.gethostname()}x-{finished.pid}',
+           'file': 'results.json'}
+  for name in names.values():
+    (tmp_path / name).write_text('x')
+  removed = workdir.remove_workdir_temporaries(str(tmp_path))
+  assert sorted(removed) == sorted([str(target.parent / killed),
+                                    str(tmp_path / names['old_format'])])
+  assert os.listdir(target.parent) == []
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      [workdir.PREDICTIONS_DIR, names['alive'], names['other_host'], names['file']])

@@ -7,7 +7,9 @@ tf.image.resize), so that a photo is seen as the test images were. Scoring,
 Grad-CAM and the Python API all read photos through here, without TensorFlow.
 """
 
+import contextlib
 import os
+import threading
 
 import numpy as np
 from PIL import Image
@@ -33,6 +35,29 @@ MAX_PIXELS = 50_000_000
 # Pixels `to_rgb` converts at a time (whole rows): its temporaries stay about
 # this size whatever the photo's, so that the result is its one full-size array.
 BAND_PIXELS = 1 << 20
+# The most pixels the threads of one scoring call decode at a time (`PixelBudget`):
+# 4 photos at the limit, 8 of 24 MP, 16 of 12 MP. At about 9.5 bytes per pixel
+# while a photo is read and resized (`load_image`), about 1.9 GB at most, on
+# any number of cores.
+DECODE_BUDGET_PIXELS = 4 * MAX_PIXELS
+# Bytes of the blocks Pillow allocates a decoded image in. Its default (16 MiB)
+# is below glibc's largest mmap threshold (32 MiB), so the blocks that the
+# loading threads free stay in their malloc arenas, and the resident memory of
+# scoring grew with the photos scored (64 x 48 MP on 16 threads: 2.9 GiB; 1.4
+# GiB with this, bench/predict_memory.py). Larger blocks are mapped and given
+# back when freed; a small image still takes only its own size.
+PILLOW_BLOCK_BYTES = 64 << 20
+
+
+def _give_decoded_blocks_back():
+  """Sets Pillow's block size (`PILLOW_BLOCK_BYTES`) unless the user chose one
+  (Pillow's PILLOW_BLOCK_SIZE variable)."""
+  if 'PILLOW_BLOCK_SIZE' not in os.environ:
+    Image.core.set_block_size(PILLOW_BLOCK_BYTES)
+
+
+_give_decoded_blocks_back()
+
 
 class ImageError(errors.UserError, ValueError):
   """A file that is not an image Pillow can read; `reason` says why."""
@@ -105,7 +130,30 @@ def _on_background(band):
   return np.asarray(Image.alpha_composite(background, rgba).convert('RGB'), np.uint8)
 
 
-def load_image(path, max_pixels=None):
+class PixelBudget:
+  """At most `pixels` pixels being decoded at a time by the threads that share
+  it (a photo larger than the whole budget goes alone), so that the memory of
+  reading photos in parallel is bounded whatever the number of threads."""
+
+  def __init__(self, pixels=None):
+    self.pixels = self._free = DECODE_BUDGET_PIXELS if pixels is None else pixels
+    self._changed = threading.Condition()
+
+  @contextlib.contextmanager
+  def hold(self, pixels):
+    pixels = min(pixels, self.pixels)
+    with self._changed:
+      self._changed.wait_for(lambda: self._free >= pixels)
+      self._free -= pixels
+    try:
+      yield
+    finally:
+      with self._changed:
+        self._free += pixels
+        self._changed.notify_all()
+
+
+def load_image(path, max_pixels=None, budget=None, prepare=None):
   """Any image Pillow reads -> uint8 RGB [H, W, 3], upright.
 
   The EXIF orientation is applied; of an animation or a multi-page file, the
@@ -128,26 +176,57 @@ def load_image(path, max_pixels=None):
   gives other pixels than the full decode training made, so the model would
   not see the photo as it saw its training images. The user who scales a
   photo down to score it does so knowingly.
+
+  budget: a `PixelBudget` that threads reading photos share: the photo's
+  pixels are held from its header until `prepare` is done with them.
+  prepare: pixels -> what the caller keeps (e.g. the model's input), called
+  on the full-size pixels, which are then dropped; its result is returned.
   """
   max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+  with _opened(path) as image:
+    _check_size(path, image.size, max_pixels)
+    with budget.hold(image.size[0] * image.size[1]) if budget else contextlib.nullcontext():
+      pixels = _decoded(path, image)
+      return pixels if prepare is None else prepare(pixels)
+
+
+@contextlib.contextmanager
+def _opened(path):
+  """The first frame of the image file `path`, its header read, not decoded."""
   try:
     if os.path.getsize(path) == 0:
       raise ImageError(path, 'empty file')
-    with Image.open(path) as image:
-      image.seek(0)
-      _check_size(path, image.size, max_pixels)
-      ImageOps.exif_transpose(image, in_place=True)  # No copy when it is upright.
-      return to_rgb(image)
+    image = Image.open(path)
   except ImageError:
     raise
-  except UnidentifiedImageError as e:
-    raise ImageError(path, 'not an image Pillow can read (unknown format or '
-                     'not an image file)') from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise _unreadable(path, e) from e
+  with image:
+    try:
+      image.seek(0)
+    except Exception as e:  # pylint: disable=broad-except
+      raise _unreadable(path, e) from e
+    yield image
+
+
+def _decoded(path, image):
+  """uint8 RGB [H, W, 3] of an opened image, upright."""
+  try:
+    ImageOps.exif_transpose(image, in_place=True)  # No copy when it is upright.
+    return to_rgb(image)
+  except Exception as e:  # pylint: disable=broad-except
+    raise _unreadable(path, e) from e
+
+
+def _unreadable(path, error):
+  """The ImageError for an error Pillow raised reading `path`."""
+  if isinstance(error, UnidentifiedImageError):
+    return ImageError(path, 'not an image Pillow can read (unknown format or '
+                      'not an image file)')
   # Broken files make Pillow's decoders raise many kinds of errors (OSError,
   # SyntaxError, struct.error, EOFError, DecompressionBombError, ...): all of
   # them mean "this file cannot be scored", and none may stop the others.
-  except Exception as e:  # pylint: disable=broad-except
-    raise ImageError(path, f'cannot read the image ({type(e).__name__}: {e})') from e
+  return ImageError(path, f'cannot read the image ({type(error).__name__}: {error})')
 
 
 def _check_size(path, size, max_pixels):
@@ -170,9 +249,15 @@ def model_input(pixels, data):
   return np.asarray(resize.tf_resize(pixels, data.image_size, data.resize_method))
 
 
-def load(path):
-  """(uint8 RGB [H, W, 3], '') or (None, reason) for one file."""
+def resizes_without_tensorflow(data):
+  """Whether `model_input` for `data` runs in NumPy alone (so on any thread)."""
+  return data.resize_method in resize.SUPPORTED_METHODS
+
+
+def load(path, budget=None, prepare=None):
+  """(uint8 RGB [H, W, 3], or what `prepare` made of it, '') or (None, reason)
+  for one file; see `load_image`."""
   try:
-    return load_image(path), ''
+    return load_image(path, budget=budget, prepare=prepare), ''
   except ImageError as e:
     return None, e.reason

@@ -11,6 +11,7 @@ import numpy as np
 
 from aesthetix.results import paper
 from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import history as history_lib
 from aesthetix.training import metrics
 
 FIGURES_HEADING = '## Figures'
@@ -24,10 +25,11 @@ def read_history(workdir, stage_names):
   test records per stage, last wins.
 
   A config change that started a stage again (see workdir.claim) drops that
-  stage's earlier records.
+  stage's earlier records. A line that is not a record of the run's stages
+  raises WorkdirError naming it (training/history.py).
   """
   validation, test = {}, {}
-  for record in workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE)):
+  for record in history_lib.read(workdir, stage_names):
     if 'config_change' in record:
       restarted = record['config_change']['restarts']
       validation = {k: v for k, v in validation.items() if k[0] != restarted}

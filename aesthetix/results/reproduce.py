@@ -38,6 +38,7 @@ from aesthetix.results import stats
 from aesthetix.runtime import preflight as preflight_lib
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import metrics
+from aesthetix.training import history
 from aesthetix.training import plan as plan_lib
 from configs import common
 from configs import paper_numbers
@@ -325,7 +326,7 @@ def summarize(spec, runs, seeds, selection):
     dataset = run_['results']['dataset']
     passes.setdefault(dataset, 0)
     first_stage = _stage_name(run_['results'], FIRST)
-    for record in workdir_lib.read_jsonl(workdir_lib.metrics_path(run_['path'])):
+    for record in history.read(run_['path']):
       if record.get('stage') == first_stage and record.get('timing', {}).get(
           'cache_passes'):
         passes[dataset] += 1

@@ -4,20 +4,27 @@ read, and the guard that keeps one workdir to one config.
 The one home of the layout, so that training, reports, figures, scoring and
 the reproduction agree on it: every file name of a run (and of a
 reproduction's folder) is a constant or a path function here. Every file is
-written whole or not at all (a temporary file beside it, fsync, rename),
+written whole or not at all (a temporary file beside it, fsync, rename; the
+temporaries of a killed writer are removed by `remove_stale_temporaries`),
 `metrics.jsonl` grows a whole line at a time (a line torn by a kill is cut off
-at the next start and skipped by readers, with a warning), and every parse
-error names the file and what to do. One training run at a time holds the
+at the next start and skipped by readers, with a warning; a whole last record
+without its newline is kept), and every parse error names the file and what
+to do. A full disk is a DiskFullError that names the file, the space needed
+and free (`reserve`, `ensure_space`). One training run at a time holds the
 workdir's lock. `claim` writes config.json and refuses a workdir whose
 checkpoints are of another config.
 """
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import math
 import os
+import re
+import resource
+import shutil
 import socket
 import zipfile
 
@@ -135,6 +142,90 @@ class WorkdirBusyError(WorkdirError):
   """Another training run holds the workdir."""
 
 
+class DiskFullError(WorkdirError):
+  """A file could not be written for lack of space; the message says how much
+  was needed and is free, and that the same command resumes once there is room."""
+
+
+# OSError numbers that mean "no room for this file": the disk (or a tmpfs) is
+# full, a quota is spent, or the file would pass the process's file size limit.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# What posix_fallocate raises where a file system cannot reserve space.
+_NO_FALLOCATE_ERRNOS = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+# The words of DISK_FULL_ERRNOS, as libraries that wrap an OSError quote them.
+DISK_FULL_TEXTS = tuple(os.strerror(n) for n in DISK_FULL_ERRNOS)
+
+
+def _existing_folder(path):
+  """`path` or its nearest existing parent folder."""
+  path = os.path.abspath(path)
+  while not os.path.isdir(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return path
+
+
+def free_bytes(path):
+  """Bytes free (for this user) on the file system that holds `path`."""
+  return shutil.disk_usage(_existing_folder(path)).free
+
+
+def size_text(nbytes):
+  """A byte count for a person: 812 KiB, 53.2 MiB, 24.9 GiB."""
+  for unit, scale in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
+    if nbytes >= scale:
+      return f'{nbytes / scale:.1f} {unit}'
+  return f'{int(nbytes)} bytes'
+
+
+def _file_size_limit():
+  """This process's limit on the size of a file it writes (ulimit -f), or None."""
+  limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+  return None if limit == resource.RLIM_INFINITY else limit
+
+
+def disk_full(path, what=None, needed=None, advice='', why=None):
+  """The DiskFullError for `what` (e.g. 'this cache file') at `path`.
+
+  needed: bytes `what` needs (None when unknown); advice: other ways out, as
+  a clause ('or ...'); why: the system's words, when it refused a write.
+  """
+  need = f'{what} needs {size_text(needed)} and ' if needed is not None else ''
+  limit = _file_size_limit()
+  if why == os.strerror(errno.EFBIG) and limit is not None:
+    return DiskFullError(
+        f'No room for {path} ({why}): {need}this process may write files of at most '
+        f'{size_text(limit)} (ulimit -f). Raise that limit, then run the same command '
+        'again: what was written before is whole and is kept.')
+  return DiskFullError(
+      f'No room for {path}{f" ({why})" if why else ""}: {need}'
+      f'{size_text(free_bytes(path))} are free there. Free space on that disk{advice}, '
+      'then run the same command again: what was written before is whole and is kept.')
+
+
+def ensure_space(path, needed, what, advice=''):
+  """Raises DiskFullError unless `needed` bytes are free where `path` goes."""
+  if free_bytes(path) < needed:
+    raise disk_full(path, what, needed, advice)
+
+
+def reserve(f, nbytes, path, what, advice=''):
+  """Reserves `nbytes` of disk for the open file `f` (posix_fallocate), so that
+  writing into it, memory-mapped or not, cannot meet a full disk later (a
+  memory-mapped write to a disk that is full kills the process with SIGBUS).
+
+  Raises DiskFullError naming `path` when the space is not there. Where the
+  file system cannot reserve space, a check of its free space stands in.
+  """
+  try:
+    os.posix_fallocate(f.fileno(), 0, nbytes)
+  except OSError as e:
+    if e.errno in DISK_FULL_ERRNOS:
+      raise disk_full(path, what, nbytes, advice, e.strerror) from e
+    if e.errno not in _NO_FALLOCATE_ERRNOS:
+      raise
+    ensure_space(path, nbytes - os.fstat(f.fileno()).st_blocks * 512, what, advice)
+
+
 # ------------------------------------------------------------------- writing
 
 
@@ -152,7 +243,10 @@ def _fsync_dir(path):
 
 
 def cannot_write(path, error):
-  """The WorkdirError for an OSError met while writing `path`."""
+  """The WorkdirError for an OSError met while writing `path` (a DiskFullError
+  when there was no room)."""
+  if error.errno in DISK_FULL_ERRNOS:
+    return disk_full(path, why=error.strerror)
   return WorkdirError(f'Cannot write {path} ({error.strerror or error}). Use a folder you '
                       'can write to (--workdir, --output), or fix its permissions or free '
                       'space; nothing was changed.')
@@ -174,6 +268,64 @@ def _writable(path):
     os.makedirs(folder, exist_ok=True)
 
 
+# ------------------------------------------------------------ temporaries
+
+# A temporary file: the final name, '.tmp-', the writer's host and process id
+# (older versions wrote no host), and the cache files' '.npy'.
+_TMP_PATTERN = re.compile(r'\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)(?:\.npy)?$')
+# The folders of a workdir that atomic writes put temporaries in.
+_WRITTEN_FOLDERS = ('', PREDICTIONS_DIR, SPLITS_DIR)
+
+
+def tmp_name(name, suffix=''):
+  """The name of this process's temporary file for `name` (a name or a path)."""
+  return f'{name}.tmp-{socket.gethostname()}-{os.getpid()}{suffix}'
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Someone else's live process.
+    return True
+  return True
+
+
+def remove_stale_temporaries(folder):
+  """Deletes the temporary files in `folder` whose writer is gone; returns their paths.
+
+  A write killed midway leaves its temporary file (an atomic write's
+  '.NAME.tmp-HOST-PID', a cache pass's 25 GiB for AADB's prefix). Only files
+  of this host are judged (a process id means nothing on another host), and a
+  live process's file is left alone (ablations may share a cache folder).
+  """
+  removed = []
+  if not os.path.isdir(folder):
+    return removed
+  host = socket.gethostname()
+  for name in sorted(os.listdir(folder)):
+    match = _TMP_PATTERN.search(name)
+    if not match or (match['host'] or host) != host or _alive(int(match['pid'])):
+      continue
+    path = os.path.join(folder, name)
+    try:
+      os.remove(path)
+    except FileNotFoundError:  # Another process of this host removed it first.
+      continue
+    except IsADirectoryError:  # Not a file any writer of this project leaves.
+      continue
+    logging.warning('Removed %s, left by a write that did not finish.', path)
+    removed.append(path)
+  return removed
+
+
+def remove_workdir_temporaries(workdir):
+  """`remove_stale_temporaries` of every folder a run writes whole files to."""
+  return [path for folder in _WRITTEN_FOLDERS
+          for path in remove_stale_temporaries(os.path.join(workdir, folder))]
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode='w'):
   """Opens a temporary file that replaces `path` when the block ends without error.
@@ -183,7 +335,7 @@ def atomic_file(path, mode='w'):
   """
   _writable(path)
   tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                     f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+                     tmp_name(f'.{os.path.basename(path)}'))
   try:
     with writing(path), open(tmp, mode, **({} if 'b' in mode else {'newline': ''})) as f:
       yield f
@@ -253,10 +405,22 @@ def append_jsonl(path, record):
     os.fsync(f.fileno())
 
 
-def repair_jsonl(path):
-  """Cuts off a last line torn by a kill (no newline), so that appends stay whole.
+def _whole_record(line):
+  """Whether a line (bytes, no newline) is a whole JSON record: a JSON object.
 
-  Returns the bytes removed (0 when the file is whole or absent).
+  Each record is one object, so a line cut short by a kill never parses:
+  a last line that does lacks only its newline.
+  """
+  try:
+    return isinstance(json.loads(line), dict)
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    return False
+
+
+def repair_jsonl(path):
+  """Makes the last line of a JSON-lines file whole, so that appends stay whole:
+  a line torn by a kill is cut off; a whole record that lacks only its newline
+  gets it. Returns the bytes cut off (0 when none were).
   """
   if not os.path.exists(path):
     return 0
@@ -265,6 +429,12 @@ def repair_jsonl(path):
     if not data or data.endswith(b'\n'):
       return 0
     keep = data.rfind(b'\n') + 1
+    if _whole_record(data[keep:]):
+      f.write(b'\n')
+      f.flush()
+      os.fsync(f.fileno())
+      logging.warning('%s ended in a whole record without its newline; added it.', path)
+      return 0
     f.truncate(keep)
   logging.warning('%s ended in a torn line (%d bytes, written when a run was killed); '
                   'cut it off.', path, len(data) - keep)
@@ -290,11 +460,13 @@ def read_json(path, what='file'):
     raise WorkdirError(f'{path} is not UTF-8 text ({e}); restore it from a copy.') from e
 
 
-def read_jsonl(path):
+def read_jsonl(path, check=None):
   """The records of a JSON-lines file; [] when it is absent.
 
   A torn last line (a kill mid-write) is skipped with a warning; a bad line
-  anywhere else is an error naming the file and the line.
+  anywhere else is an error naming the file and the line. check: record ->
+  None, or what is wrong with it (a line that parses but is not a record
+  this file holds: named the same way).
   """
   if not os.path.exists(path):
     return []
@@ -305,15 +477,24 @@ def read_jsonl(path):
     if not line.strip():
       continue
     try:
-      records.append(json.loads(line))
+      record = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
       if number == len(lines):  # No newline after it: the last write was cut short.
         logging.warning('Skipped the torn last line of %s (a run was killed while '
                         'writing it).', path)
         continue
-      raise WorkdirError(f'{path}, line {number}, is not a JSON record ({e}). Delete that '
-                         'line (the file holds one record per line) and rerun.') from e
+      raise bad_line(path, number, f'is not a JSON record ({e})') from e
+    problem = check(record) if check else None
+    if problem:
+      raise bad_line(path, number, f'does not hold a record of this file: {problem}')
+    records.append(record)
   return records
+
+
+def bad_line(path, number, what):
+  """The WorkdirError for line `number` of a JSON-lines file."""
+  return WorkdirError(f'{path}, line {number}, {what}. Delete that line, or restore the '
+                      'file from a copy (it holds one record per line), and rerun.')
 
 
 def load_predictions(workdir, stage, split):

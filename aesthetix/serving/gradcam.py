@@ -162,15 +162,29 @@ def output_paths(paths, out_dir, root=None):
   return out
 
 
-def _prepare(loaded, data):
-  """(display pixels [H, W, 3], model input [S, S, 3]) or (None, reason).
+def photo_loader(data):
+  """path -> ((display pixels [h, w, 3], model input [S, S, 3]), '') or (None, reason).
 
-  On the calling thread: TensorFlow's eager resize stays off the loading pool.
+  On the loading threads, which share one `images.PixelBudget`: only the two
+  small copies of a photo outlive its decode, so a batch holds at most
+  batch x (DISPLAY_SIZE^2 + S^2) x 3 bytes beside the decodes in progress.
+  Where the model's resize needs TensorFlow, the input is made on the
+  calling thread (`model_input_of`) and the loader keeps the decoded photo.
   """
-  pixels, reason = loaded
-  if pixels is None:
-    return None, reason
-  return display_image(pixels), images_lib.model_input(pixels, data)
+  budget = images_lib.PixelBudget()
+  if images_lib.resizes_without_tensorflow(data):
+    prepare = lambda pixels: (display_image(pixels), images_lib.model_input(pixels, data))
+  else:
+    prepare = lambda pixels: (display_image(pixels), pixels)
+  return lambda path: images_lib.load(path, budget=budget, prepare=prepare)
+
+
+def model_input_of(prepared, data):
+  """The model input [S, S, 3] of a photo `photo_loader` prepared."""
+  _, pixels = prepared
+  if images_lib.resizes_without_tensorflow(data):
+    return pixels
+  return images_lib.model_input(pixels, data)  # TensorFlow's eager ops stay off the pool.
 
 
 def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_size=None):
@@ -193,17 +207,18 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_siz
   begin, end = parallel.process_range(len(paths))
   first, last = parallel.split_range(len(paths), 0, parallel.process_count())
   size = plan.data.image_size
+  load = photo_loader(plan.data)
   written, failed = [], {}
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool, \
        progress.bar(end - begin, 'Grad-CAM', leave=True) as bar:
     for start in range(first, last, batch_size):
       chunk = list(range(begin + start - first, min(begin + start - first + batch_size, end)))
       bar.update(len(chunk))
-      loaded = [_prepare(x, plan.data) for x in pool.map(lambda i: images_lib.load(paths[i]),
-                                                         chunk)]
-      good = [(i, shown, x) for i, (shown, x) in zip(chunk, loaded) if shown is not None]
-      for i, (shown, reason) in zip(chunk, loaded):
-        if shown is None:
+      loaded = list(pool.map(load, [paths[i] for i in chunk]))
+      good = [(i, prepared[0], model_input_of(prepared, plan.data))
+              for i, (prepared, _) in zip(chunk, loaded) if prepared is not None]
+      for i, (prepared, reason) in zip(chunk, loaded):
+        if prepared is None:
           failed[paths[i]] = reason
           logging.warning('Skipped %s: %s', paths[i], reason)
       batch = np.zeros((batch_size, size, size, 3), np.uint8)

@@ -9,6 +9,8 @@ to the training dataset's own scale), `<output>_sd` per output for an
 ensemble, `<output>_percentile` per output when the quantiles are known
 (`Scorer.columns`), and an error column. A file that cannot be read gets its
 error and no scores; it never stops the batch.
+A score that is not a finite number is never written: its row gets the reason
+instead.
 """
 
 import collections
@@ -51,15 +53,33 @@ def ordered_map(fn, items, workers, ahead):
       yield result
 
 
+def input_loader(data):
+  """(load, resizes): load is path -> (uint8 [S, S, 3], '') or (None, reason),
+  for the loading threads.
+
+  The photo is resized on its loading thread, so that only the model's input
+  waits for the devices, never a decoded photo, and the threads decode at most
+  `images.DECODE_BUDGET_PIXELS` at a time: the memory of scoring is bounded
+  whatever the photos' sizes and the cores (see `score_paths`). Where the
+  resize needs TensorFlow, `load` returns the decoded photo (`resizes` is
+  False) and the caller resizes it on one thread.
+  """
+  budget = images_lib.PixelBudget()
+  resizes = images_lib.resizes_without_tensorflow(data)
+  prepare = (lambda pixels: images_lib.model_input(pixels, data)) if resizes else None
+  return (lambda path: images_lib.load(path, budget=budget, prepare=prepare)), resizes
+
+
 def _batches(scorer, paths, positions, batch_size, count, errors, bar):
   """`count` batches (uint8 [b, S, S, 3], positions int [b]) of the readable
   images at `positions` of `paths`, b up to `batch_size`; empty batches follow,
   so that every process runs as many steps. Unreadable files are recorded in
   `errors` {position: reason}.
   """
-  size = scorer.image_size
+  size, data = scorer.image_size, scorer.plan.data
   workers = os.cpu_count() or 1
-  loaded = ordered_map(images_lib.load, [paths[i] for i in positions], workers,
+  load, resized = input_loader(data)
+  loaded = ordered_map(load, [paths[i] for i in positions], workers,
                        max(batch_size, workers * _LOAD_AHEAD_PER_THREAD))
   pixels, kept, done = [], [], 0
   stack = lambda p: np.stack(p) if p else np.zeros((0, size, size, 3), np.uint8)
@@ -68,8 +88,9 @@ def _batches(scorer, paths, positions, batch_size, count, errors, bar):
     if image is None:
       errors[position] = error
       continue
-    # Resized here, on one thread: TensorFlow's eager ops stay off the pool.
-    pixels.append(images_lib.model_input(image, scorer.plan.data))
+    if not resized:  # On this one thread: TensorFlow's eager ops stay off the pool.
+      image = images_lib.model_input(image, data)
+    pixels.append(image)
     kept.append(position)
     if len(pixels) == batch_size:
       yield stack(pixels), np.array(kept, np.int64)
@@ -120,6 +141,8 @@ def score_paths(scorer, paths, progress=True):
   for position, path in enumerate(paths):
     values = scores.get(position, [None] * len(names))
     error = '' if position in scores else errors.get(position) or images_lib.load(path)[1]
+    if position in scores and not np.all(np.isfinite(values)):
+      values, error = [None] * len(names), scorer_lib.nonfinite_reason(names, values)
     rows.append({PATH_COLUMN: path, **dict(zip(names, values)), ERROR_COLUMN: error})
   return rows, timing
 

@@ -19,6 +19,9 @@ the members' mean (taken in unit scale) and `<output>_sd` the members'
 standard deviation (the dataset's scale, n in the denominator), the simplest
 honest "how sure"; the members must predict the same outputs from the same
 input size.
+A score that is not a finite number is never returned: `score`, `score_array`
+and `score_table` raise NonFiniteScoreError (predict writes the reason in the
+photo's row instead).
 """
 
 import os
@@ -44,6 +47,19 @@ PERCENTILE_SUFFIX = '_percentile'
 
 class EnsembleError(errors.UserError):
   """Workdirs that cannot score as one ensemble (other outputs, input sizes)."""
+
+
+class NonFiniteScoreError(errors.UserError, ValueError):
+  """The model gave NaN or an infinity for a photo: never a score (the message
+  names the photos and the outputs)."""
+
+
+def nonfinite_reason(names, values):
+  """Why one photo's `values` (one per output of `names`) are not scores."""
+  bad = [f'{n} {v}' for n, v in zip(names, values) if not np.isfinite(v)]
+  return (f'the model gave a non-finite score ({", ".join(bad)}); its checkpoint may be '
+          'damaged or its training diverged: score with another workdir, or train this '
+          'one again')
 
 
 def padded_rows(n, step, devices, processes):
@@ -253,9 +269,18 @@ class Scorer:
     return self.score_table(images)[:, :len(self.names)].astype(np.float32)
 
   def score_table(self, images):
-    """[photos, columns] in `columns` order (see `table`)."""
+    """[photos, columns] in `columns` order (see `table`); NonFiniteScoreError
+    when a photo's score is not a finite number."""
     unit = self._member_scores(list(images))
-    return self.table(unit) if unit.shape[1] else np.zeros((0, len(self.columns)), np.float32)
+    if not unit.shape[1]:
+      return np.zeros((0, len(self.columns)), np.float32)
+    out = self.table(unit)
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+    if len(bad):
+      raise NonFiniteScoreError(
+          f'Photo(s) {", ".join(map(str, bad[:10]))}{", ..." if len(bad) > 10 else ""} (of '
+          f'{len(out)}): {nonfinite_reason(self.columns, out[bad[0]])}.')
+    return out
 
   def score(self, images):
     """One {column: value} per photo (paths, PIL images or uint8 arrays): every

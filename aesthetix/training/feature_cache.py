@@ -20,14 +20,14 @@ examples it evaluates, `input_pipeline.process_part`, and every process reads
 all parts, which needs a filesystem all processes share); its name carries a
 digest of everything it depends on (data, preprocessing, the weights of the
 layers that produce it, dtype), so a changed input never reads a stale file.
+A part's whole size is reserved on disk before it is memory-mapped and
+written: a full disk is one DiskFullError before the pass, not a SIGBUS in it.
 """
 
 import contextlib
 import hashlib
 import json
 import os
-import re
-import socket
 import time
 import zlib
 
@@ -140,48 +140,8 @@ def part_path(cache_dir, split, kind, key, index, count):
   return os.path.join(cache_dir, f'{split}-{kind}-{key}-{index}of{count}.npy')
 
 
-# A temporary cache file: the final name, the writer's host and process id.
-_TMP_PATTERN = re.compile(r'\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)(?:\.npy)?$')
-
-
 def tmp_path(path, suffix='.npy'):
-  return f'{path}.tmp-{socket.gethostname()}-{os.getpid()}{suffix}'
-
-
-def _alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # Someone else's live process.
-    return True
-  return True
-
-
-def remove_stale_temporaries(cache_dir):
-  """Deletes the temporary files of cache passes whose process is gone.
-
-  A pass killed midway leaves its temporary file (25 GiB for AADB's prefix);
-  only files of this host are judged (a pid means nothing on another host),
-  and a live process's file is left alone (ablations may share the folder).
-  Returns the paths removed.
-  """
-  removed = []
-  if not os.path.isdir(cache_dir):
-    return removed
-  host = socket.gethostname()
-  for name in sorted(os.listdir(cache_dir)):
-    match = _TMP_PATTERN.search(name)
-    if not match or (match['host'] or host) != host or _alive(int(match['pid'])):
-      continue
-    path = os.path.join(cache_dir, name)
-    try:
-      os.remove(path)
-    except FileNotFoundError:  # Another process of this host removed it first.
-      continue
-    logging.warning('Removed %s, left by a cache pass that did not finish.', path)
-    removed.append(path)
-  return removed
+  return workdir_lib.tmp_name(path, suffix)
 
 
 # Bytes read at a time when checksumming a cache file.
@@ -248,13 +208,55 @@ def _finish_part(tmp, path):
   record = dict(shape=list(np.load(tmp, mmap_mode='r').shape), dtype='float32',
                 bytes=os.path.getsize(tmp), crc32=checksum(tmp))
   sidecar_tmp = tmp_path(sidecar_path(path), suffix='')
-  with open(sidecar_tmp, 'w') as f:
-    f.write(workdir_lib.dumps(record))
-    f.flush()
-    os.fsync(f.fileno())
+  try:
+    with workdir_lib.writing(sidecar_path(path)), open(sidecar_tmp, 'w') as f:
+      f.write(workdir_lib.dumps(record))
+      f.flush()
+      os.fsync(f.fileno())
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(sidecar_tmp)
+    os.remove(tmp)  # Whole, but unchecked: the next run computes it again.
+    raise
   os.replace(sidecar_tmp, sidecar_path(path))
   os.replace(tmp, path)
   _VERIFIED.add(_identity(path))
+
+
+# Other ways out of a full disk than freeing space (both may change on a workdir).
+FULL_DISK_ADVICE = (', or put the caches on another (--config.feature_cache_dir=DIR), or '
+                    'decode images in stage 2 instead (--config.prefix_cache=False)')
+
+
+def open_parts(write, shapes):
+  """{kind: a memory map of a new temporary file [rows, ...] float32} for each
+  path of `write` {kind: path}, its disk reserved in full first (a write to a
+  memory map on a full disk is a SIGBUS, which kills the process).
+
+  On a full disk no temporary file stays, and DiskFullError names the file,
+  the space it needs and the space free.
+  """
+  out = {}
+  try:
+    for kind, path in write.items():
+      tmp = tmp_path(path)
+      out[kind] = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float32,
+                                            shape=shapes[kind])
+      with open(tmp, 'r+b') as f:
+        workdir_lib.reserve(f, os.path.getsize(tmp), path, 'this cache file',
+                            FULL_DISK_ADVICE)
+  except BaseException:
+    _discard(out, write)
+    raise
+  return out
+
+
+def _discard(out, write):
+  """Closes the memory maps `out` and deletes the temporary files of `write`."""
+  out.clear()
+  for path in write.values():
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp_path(path))
 
 
 def compute(plan, model, params, split, views, layer, kinds, write):
@@ -265,9 +267,16 @@ def compute(plan, model, params, split, views, layer, kinds, write):
   start, end = input_pipeline.process_part(plan.data, split)
   shapes = part_shapes(plan.data.image_size, views, layer)
   tmp = {kind: tmp_path(path) for kind, path in write.items()}
-  out = {kind: np.lib.format.open_memmap(tmp[kind], mode='w+', dtype=np.float32,
-                                         shape=(end - start,) + shapes[kind])
-         for kind in write}
+  out, error = {}, None
+  try:
+    out = open_parts(write, {kind: (end - start,) + shapes[kind] for kind in write})
+  except workdir_lib.DiskFullError as e:
+    error = e
+  # The pass is one program over every process: all start it, or none.
+  if not parallel.gather_processes(np.array(error is None)).all():
+    _discard(out, write)
+    raise error or workdir_lib.DiskFullError(
+        'Another process of this run has no room for its part of a cache; see its message.')
   batches = input_pipeline.eval_batches(plan.data, split, batch_size=plan.eval_batch_size)
   total = input_pipeline.num_examples(plan.data, split) * views  # All processes' images.
   with progress.bar(total, f'Caching frozen layers of {split}'
@@ -296,7 +305,7 @@ def load_or_compute(plan, cache_dir, model, params, split, views, wanted, passes
   passes: a list that gets `split` appended when a backbone pass ran.
   """
   index, count = parallel.process_index(), parallel.process_count()
-  remove_stale_temporaries(cache_dir)
+  workdir_lib.remove_stale_temporaries(cache_dir)
   layer = wanted[PREFIX][0] if PREFIX in wanted else wanted[FEATURES][0]
   start, end = input_pipeline.process_part(plan.data, split)
   shapes = part_shapes(plan.data.image_size, views, layer)

@@ -26,6 +26,7 @@ from aesthetix.runtime import summaries
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import checkpoint
 from aesthetix.training import feature_cache
+from aesthetix.training import history
 from aesthetix.training import metrics
 from aesthetix.training import optim
 from aesthetix.training import plan as plan_lib
@@ -225,7 +226,7 @@ def _check_not_collapsed(plan, predictions, stage, epoch, last_good):
 def append_metrics(workdir, record):
   """Appends a record to metrics.jsonl (process 0 writes; the others skip)."""
   if parallel.is_main_process():
-    workdir_lib.append_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE), record)
+    history.append(workdir, record)
 
 
 def save_predictions(workdir, stage_name, split, predictions):
@@ -255,6 +256,11 @@ def quantiles_saved(workdir):
       workdir_lib.move_aside(workdir, workdir_lib.score_quantiles_path(workdir),
                              str(e).split(' (')[0] + ' could not be read')
     return False
+
+
+def every_process(ok):
+  """Whether `ok` holds on every process (a decision all must share)."""
+  return bool(parallel.gather_processes(np.array(ok)).all())
 
 
 def restore_latest(plan, workdir, mngr, fresh):
@@ -393,11 +399,27 @@ def claim_workdir(plan, workdir, write=True):
                            plan.data.test_split, write=write)
 
 
+def check_history(plan, workdir):
+  """Reads the history the run will extend, so that a damaged line stops it
+  before it starts (WorkdirError naming the line), not after it trained.
+  Process 0 reads; every process stops with it."""
+  problem = None
+  if parallel.is_main_process():
+    try:
+      history.read(workdir, plan.stage_names)
+    except workdir_lib.WorkdirError as e:
+      problem = e
+  if not parallel.agree(int(problem is None)):
+    raise problem or workdir_lib.WorkdirError(
+        f'Process 0 found {history.path(workdir)} damaged; see its message.')
+
+
 def _train_and_evaluate(plan, workdir):
   main = parallel.is_main_process()
-  metrics_path = os.path.join(workdir, workdir_lib.METRICS_FILE)
+  check_history(plan, workdir)
   if main:
-    workdir_lib.repair_jsonl(metrics_path)
+    workdir_lib.repair_jsonl(history.path(workdir))
+    workdir_lib.remove_workdir_temporaries(workdir)
   change = claim_workdir(plan, workdir, write=main)
   if change is not None:
     append_metrics(workdir, dict(config_change=change))
@@ -504,7 +526,8 @@ def run_stage(plan, workdir, model, optimizer, mngr, state, source, stage, first
     _check_not_collapsed(plan, predictions, stage, epoch, global_epoch)
     with phases.timed(phases.CHECKPOINTS):
       checkpoint.save(mngr, global_epoch + 1, parallel.unreplicate(state),
-                      dict(stage_index=stage.index, stage=stage.name, epoch=epoch + 1))
+                      dict(stage_index=stage.index, stage=stage.name, epoch=epoch + 1),
+                      agree=every_process)
     logging.info('%s epoch %d/%d: loss %.5f, val rho(%s) %.4f, %.1f images/s',
                  stage.name, epoch + 1, stage.epochs, loss, overall,
                  val[overall]['spearman'], images_per_s)
