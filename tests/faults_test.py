@@ -40,7 +40,6 @@ from aesthetix.training import optim
 from aesthetix.training import steps
 from aesthetix.training import train
 from tests import run_errors_test
-from tests import tiny
 from tests import trained_workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
