@@ -55,6 +55,23 @@ def median_rate(call, batch_images, timed_steps):
   return batch_images / float(np.median(seconds))
 
 
+def interleaved_rates(calls, timed_steps):
+  """{key: images/s} of {key: (call, images per call)}: WARMUP_STEPS calls of
+  each, then `timed_steps` rounds that time one call of every key in turn, the
+  median per key. Interleaved, so that another process's load on a shared
+  machine falls on every key alike, not on the few measured while it ran."""
+  for call, _ in calls.values():
+    for _ in range(WARMUP_STEPS):
+      call()
+  seconds = {key: [] for key in calls}
+  for _ in range(timed_steps):
+    for key, (call, _) in calls.items():
+      start = time.perf_counter()
+      call()
+      seconds[key].append(time.perf_counter() - start)
+  return {key: images / float(np.median(seconds[key])) for key, (_, images) in calls.items()}
+
+
 def flops_of(compiled):
   """FLOPs XLA counts in a compiled program (cost_analysis: a dict, or a list of them)."""
   cost = compiled.cost_analysis()

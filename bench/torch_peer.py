@@ -470,19 +470,19 @@ def run_schedule(config, cached, cache_dir):
 # ------------------------------------------------------------------ throughputs
 
 
-def forward_rate(net, images, timed_steps, memory_format=MEMORY_FORMAT):
-  """Images/s of preprocessing + VGG16 + pooling on a uint8 NHWC batch."""
+def forward_call(net, images, memory_format=MEMORY_FORMAT):
+  """A call of preprocessing + VGG16 + pooling on a uint8 NHWC batch, to time."""
   def call():
     with torch.inference_mode():
       net.features(image_tensor(images, memory_format))
-  return rates.median_rate(call, len(images), timed_steps)
+  return call
 
 
-def stage2_step_rate(config, net, images, batch_targets, timed_steps, from_prefix=False,
+def stage2_step_call(config, net, images, batch_targets, from_prefix=False,
                      memory_format=MEMORY_FORMAT):
-  """Images/s of the stage 2 train step (forward, backward, Keras' Adam) on a
-  uint8 NHWC batch, or (from_prefix) on block4_conv1's output computed once.
-  Trains `net`: pass one made for the measurement."""
+  """A call of the stage 2 train step (forward, backward, Keras' Adam) on a
+  uint8 NHWC batch, or (from_prefix) on block4_conv1's output computed once,
+  to time. Each call trains `net`: pass one made for the measurement."""
   stage = config[schedule.STAGES[-1]]
   optimizer = stage_optimizer(net, stage)
   feed, x = Feed(config, memory_format=memory_format), images
@@ -499,28 +499,47 @@ def stage2_step_rate(config, net, images, batch_targets, timed_steps, from_prefi
     optimizer.zero_grad()
     mse(feed.forward(net, x), y).backward()
     optimizer.step()
+  return call
+
+
+def forward_rate(net, images, timed_steps, memory_format=MEMORY_FORMAT):
+  """Images/s of `forward_call` (rates.median_rate)."""
+  return rates.median_rate(forward_call(net, images, memory_format), len(images), timed_steps)
+
+
+def stage2_step_rate(config, net, images, batch_targets, timed_steps, from_prefix=False,
+                     memory_format=MEMORY_FORMAT):
+  """Images/s of `stage2_step_call` (rates.median_rate)."""
+  call = stage2_step_call(config, net, images, batch_targets, from_prefix, memory_format)
   return rates.median_rate(call, len(images), timed_steps)
 
 
 def layout_table(config, sizes, batch_size, timed_steps):
   """Markdown: forward and stage 2 step images/s (on images and from the
-  prefix) per memory format and image size, on random weights and images."""
+  prefix) per memory format and image size, on random weights and images; the
+  calls of a size timed in interleaved rounds (rates.interleaved_rates)."""
   rng = np.random.default_rng(0)
   outputs = sum(model_lib.model_groups(config))
-  lines = ['| image size | layout | forward, images/s | stage 2 step, images/s | '
-           'stage 2 step from block4_conv1, images/s |', '|---:|---|---:|---:|---:|']
+  programs = ('forward', 'step', 'step from block4_conv1')
+  lines = ['| image size | layout | ' + ' | '.join(f'{p}, images/s' for p in programs) + ' |',
+           '|---:|---|' + '---:|' * len(programs)]
   for size in sizes:
     c = config.copy_and_resolve_references()
     c.dataset.image_size = size
     images = rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
     batch_targets = rng.uniform(size=(batch_size, outputs)).astype(np.float32)
+    calls = {}
     for name, fmt in MEMORY_FORMATS.items():
-      forward = forward_rate(build_net(c, fmt, RANDOM), images, timed_steps, fmt)
-      step, step_prefix = (
-          stage2_step_rate(c, build_net(c, fmt, RANDOM), images, batch_targets, timed_steps,
-                           from_prefix=from_prefix, memory_format=fmt)
-          for from_prefix in (False, True))
-      lines.append(f'| {size} | {name} | {forward:.1f} | {step:.1f} | {step_prefix:.1f} |')
+      net = lambda: build_net(c, fmt, RANDOM)  # pylint: disable=cell-var-from-loop
+      calls[(name, programs[0])] = forward_call(net(), images, fmt)
+      for program, from_prefix in zip(programs[1:], (False, True)):
+        calls[(name, program)] = stage2_step_call(c, net(), images, batch_targets,
+                                                  from_prefix, fmt)
+    speed = rates.interleaved_rates({k: (call, batch_size) for k, call in calls.items()},
+                                    timed_steps)
+    for name in MEMORY_FORMATS:
+      lines.append(f'| {size} | {name} | '
+                   + ' | '.join(f'{speed[(name, p)]:.1f}' for p in programs) + ' |')
   return '\n'.join(lines)
 
 
@@ -531,9 +550,11 @@ def main(argv):
   del argv
   f = flags.FLAGS
   threads = configure_threads()
+  load = os.getloadavg()[0]
   print(f'PyTorch {torch.__version__}, {threads} threads, {rates.cpu_model()}; batch '
-        f'{f.batch_size}, median of {f.timed_steps} calls after {rates.WARMUP_STEPS} warm-up '
-        'calls.\n')
+        f'{f.batch_size}; images/s: the median of {f.timed_steps} rounds that time one call '
+        f'of every row of a size in turn, after {rates.WARMUP_STEPS} warm-up calls each; '
+        f'load average {load:.2f} before.\n')
   print(layout_table(aadb.get_config(), [int(s) for s in f.sizes], f.batch_size,
                      f.timed_steps))
 
