@@ -378,11 +378,12 @@ def cache_pass(config, net, layer, cache_dir):
 
 def stage_feed(config, stage_index, caches):
   """The stage's Feed: images, or (with `caches`) features for a stage that
-  trains the head alone, else the prefix below the layers it trains."""
-  if caches is None:
-    return Feed(config)
+  trains the head alone, else the prefix below the layers it trains (images
+  when there is none: a stage that trains block1_conv1)."""
   stage = config[schedule.STAGES[stage_index]]
   key = FEATURES if not stage.trainable_layers else PREFIX
+  if caches is None or key not in caches[config.dataset.train_split]:
+    return Feed(config)
   return Feed(config, key, {split: c[key] for split, c in caches.items()},
               steps.prefix_layer(config, schedule.STAGES[stage_index:]))
 
@@ -422,7 +423,8 @@ class Run:
 
   seconds: {stage or 'whole': wall seconds}; epoch_seconds: {stage: [seconds
   of each epoch's training loop]}; predictions: {stage: test predictions
-  [n, outputs] in [0, 1]}; test_targets: [n, K+1].
+  [n, outputs] in [0, 1]}; test_targets: [n, K+1]; validation_loss: {stage:
+  [MSE on the validation split after each epoch]}.
   """
   seconds: dict
   epoch_seconds: dict
