@@ -76,12 +76,11 @@ def check_config(sizes, dtype='float32'):
   return config
 
 
-def random_batch(config, sizes, seed=0):
+def random_batch(plan, sizes, seed=0):
   """A global batch of random pixels and targets (speed does not depend on them)."""
-  from aesthetix import targets  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   s = sizes.image_size
-  n_out = len(targets.model_output_names(config))
+  n_out = len(plan.output_names)
   return {'image': rng.integers(0, 256, (sizes.batch_size, s, s, 3), np.uint8),
           'target': rng.random((sizes.batch_size, n_out), np.float32),
           'mask': np.ones(sizes.batch_size, bool),
@@ -90,18 +89,19 @@ def random_batch(config, sizes, seed=0):
 
 def measure_rates(sizes):
   """{dtype: {forward, step_images, step_prefix (images/s), flops...}}."""
-  from aesthetix import model as model_lib  # pylint: disable=g-import-not-at-top
-  from aesthetix import steps  # pylint: disable=g-import-not-at-top
+  from aesthetix.model import multitask as model_lib  # pylint: disable=g-import-not-at-top
+  from aesthetix.training import plan as plan_lib  # pylint: disable=g-import-not-at-top
+  from aesthetix.training import steps  # pylint: disable=g-import-not-at-top
   out = {}
   for dtype in DTYPES:
-    config = check_config(sizes, dtype)
-    model = model_lib.build_model(config)
-    state = steps.initial_state(config, model, jax.random.PRNGKey(0))
-    batch = random_batch(config, sizes)
+    plan = plan_lib.resolve(check_config(sizes, dtype))
+    model = model_lib.build_model(plan.model)
+    state = steps.initial_state(plan, model, jax.random.PRNGKey(0))
+    batch = random_batch(plan, sizes)
     forward, forward_flops = rates.forward_rate(model, state['params'], batch['image'],
                                                 sizes.timed_steps)
-    step, step_flops = rates.stage2_step_rate(config, model, state, batch, sizes.timed_steps)
-    prefix, prefix_flops = rates.stage2_step_rate(config, model, state, batch,
+    step, step_flops = rates.stage2_step_rate(plan, model, state, batch, sizes.timed_steps)
+    prefix, prefix_flops = rates.stage2_step_rate(plan, model, state, batch,
                                                   sizes.timed_steps, from_prefix=True)
     out[dtype] = dict(forward_images_per_s=forward, forward_gflops_per_image=forward_flops / 1e9,
                       step_images_per_s=step, step_gflops_per_image=step_flops / 1e9,
@@ -112,9 +112,9 @@ def measure_rates(sizes):
 
 def run_schedule(sizes, work, prefix_cache):
   """The paper's schedule on the synthetic set; its times and input waits."""
-  from aesthetix import input_pipeline  # pylint: disable=g-import-not-at-top
-  from aesthetix import train  # pylint: disable=g-import-not-at-top
-  from aesthetix import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from aesthetix.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from aesthetix.results import experiment  # pylint: disable=g-import-not-at-top
+  from aesthetix.runtime import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   config = check_config(sizes)
   config.dataset.data_dir = os.path.join(work, 'data')
   config.dataset.builder_kwargs = {'split_sizes': dict(sizes.split_sizes),
@@ -124,7 +124,7 @@ def run_schedule(sizes, work, prefix_cache):
   input_pipeline.clear_cache()
   workdir = os.path.join(work, f'schedule_prefix_{"on" if prefix_cache else "off"}')
   start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
+  experiment.run(config, workdir)
   whole = time.perf_counter() - start
   records = workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE))
   out = dict(whole_seconds=whole)

@@ -5,7 +5,7 @@ bfloat16 over several seeds, paired by seed.
   python -m bench.dtype_seeds --config=configs/aadb.py --seeds=0,1,2 \
       --workdir=/runs/dtype --config.dataset.manual_dir=/data/aadb
 
-Each (seed, dtype) is a whole `train.train_and_evaluate` run in its own
+Each (seed, dtype) is a whole `experiment.run` (train, then report) in its own
 workdir, `<workdir>/seed<S>_<dtype>`; a finished run found there is read back,
 not repeated, so an interrupted sweep resumes. The feature caches are shared
 by runs that can share them (their keys hold the dtype and the backbone
@@ -23,11 +23,11 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from aesthetix import checkpoint
-from aesthetix import report
-from aesthetix import schedule
-from aesthetix import train
-from aesthetix import workdir as workdir_lib
+from aesthetix.results import experiment
+from aesthetix.results import report
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import train
 from bench import paired
 
 DTYPES = ('float32', 'bfloat16')
@@ -49,17 +49,18 @@ def run_once(config, workdir):
 
   A workdir that holds a run of another config is refused, not read back.
   """
-  checkpoint.claim_workdir(workdir, config)
-  if _finished(config, workdir):
-    return report.build_results(config, workdir), None
+  plan = plan_lib.resolve(config)
+  train.claim_workdir(plan, workdir)
+  if _finished(plan, workdir):
+    return report.build_results(plan, workdir), None
   start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
-  return report.build_results(config, workdir), time.perf_counter() - start
+  experiment.run(config, workdir)
+  return report.build_results(plan, workdir), time.perf_counter() - start
 
 
-def _finished(config, workdir):
-  return all(workdir_lib.load_predictions(workdir, stage, config.dataset.test_split) is not None
-             for stage in schedule.STAGES)
+def _finished(plan, workdir):
+  return all(workdir_lib.load_predictions(workdir, stage, plan.data.test_split) is not None
+             for stage in plan.stage_names)
 
 
 def markdown_table(seeds, rhos, seconds, dataset):

@@ -20,21 +20,20 @@ import jax
 import numpy as np
 import scipy.stats
 
-from aesthetix import export
-from aesthetix import input_pipeline
-from aesthetix import scorer as scorer_lib
-from aesthetix import targets
+from aesthetix.data import input_pipeline
+from aesthetix.serving import export
+from aesthetix.serving import scorer as scorer_lib
 from bench import rates
 
 BATCH = 64
 TIMED_CALLS = 10
 
 
-def test_pixels(config, limit):
+def test_pixels(plan, limit):
   """uint8 [n, S, S, 3]: the first `limit` test images, as the model sees them."""
   out = []
-  for batch in input_pipeline.eval_batches(config, config.dataset.test_split,
-                                           batch_size=config.eval_batch_size):
+  for batch in input_pipeline.eval_batches(plan.data, plan.data.test_split,
+                                           batch_size=plan.eval_batch_size):
     out.append(batch['image'][batch['mask']])
   return np.concatenate(out)[:limit]
 
@@ -67,12 +66,19 @@ def runners(fmt, folder, names):
   return score
 
 
+def size_bytes(path):
+  """Bytes of a file or of everything in a folder."""
+  if os.path.isfile(path):
+    return os.path.getsize(path)
+  return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
 def measure(workdir, limit):
   scorer = scorer_lib.Scorer.from_workdir(workdir, batch_size=BATCH)
-  config = scorer.config
-  pixels = test_pixels(config, limit)
-  lo, hi = targets.ranges(config.dataset.name, len(scorer.names))
-  reference = export.reference_scores(scorer, pixels)
+  plan = scorer.plan
+  pixels = test_pixels(plan, limit)
+  lo, hi = plan.data.targets.bounds(len(scorer.names))
+  reference = scorer.score_array(list(pixels))
   one, batch = pixels[:1], np.resize(pixels, (BATCH,) + pixels.shape[1:])
   rows = [('Scorer (JAX, jit)', None, median_seconds(lambda: scorer.score_pixels(one)),
            median_seconds(lambda: scorer.score_pixels(batch)), 0.0, None)]
@@ -90,15 +96,15 @@ def measure(workdir, limit):
       rho = (scipy.stats.spearmanr(scores[:, 0], float32[:, 0]).statistic
              if quantize else None)
       rows.append((f'{fmt}' + (f' ({quantize})' if quantize else ''),
-                   export.size_bytes(folder), median_seconds(lambda: score(one)),
+                   size_bytes(folder), median_seconds(lambda: score(one)),
                    median_seconds(lambda: score(batch)),
                    float(np.max(np.abs(scores - reference) / (hi - lo))), rho))
-  return config, len(pixels), rows
+  return plan, len(pixels), rows
 
 
-def markdown(config, n, rows):
-  lines = [f'Exports of a {config.dataset.name} model at {config.dataset.image_size}x'
-           f'{config.dataset.image_size} on {rates.cpu_model()} ({os.cpu_count()} cores), '
+def markdown(plan, n, rows):
+  lines = [f'Exports of a {plan.data.name} model at {plan.data.image_size}x'
+           f'{plan.data.image_size} on {rates.cpu_model()} ({os.cpu_count()} cores), '
            f'JAX {jax.__version__}; drift on {n} test images.', '',
            '| Format | Size (MB) | 1 image (ms) | Batch of 64 (ms) | Max diff from the Scorer '
            '(unit scale) | Spearman rho vs float32 TFLite (overall) |',

@@ -6,8 +6,8 @@
   python -m bench.keras_vs_aesthetix --sides=keras,aesthetix   # columns to run
 
 One process runs, one after the other, on the same machine: the paper's model
-in Keras (tests/keras_reference.py, the reference of the equivalence tests)
-and this project's `train.train_and_evaluate`, on the same images and targets
+in Keras (bench/keras_reference.py, also the reference of the equivalence tests)
+and this project's `experiment.run`, on the same images and targets
 (the synthetic dataset, built once and read back as uint8 arrays for Keras),
 with the same batch size, image size, epochs, optimizers and a random
 horizontal flip (each side draws its own flips, shuffles and dropout masks).
@@ -51,16 +51,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aesthetix import device_defaults
-from aesthetix import input_pipeline
-from aesthetix import metrics
-from aesthetix import model as model_lib
-from aesthetix import report
-from aesthetix import schedule
-from aesthetix import steps
-from aesthetix import targets
-from aesthetix import train
-from aesthetix import workdir as workdir_lib
+from aesthetix.data import input_pipeline
+from aesthetix.model import multitask as model_lib
+from aesthetix.results import experiment
+from aesthetix.results import report
+from aesthetix.runtime import phases
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import metrics
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
+from bench import keras_reference
 from bench import paired
 from bench import rates
 try:
@@ -71,7 +71,6 @@ except ImportError as e:  # torch alone is optional; any other failure is a bug.
   torch_peer = None
 from configs import aadb
 from configs import demo
-from tests import keras_reference
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # Row names, in table order. Throughputs: higher is better; times: lower is better.
@@ -87,6 +86,8 @@ WHOLE = 'whole schedule wall time, s'
 FLOOR1 = 'FLOP floor, stage 1, s'
 FLOOR2 = 'FLOP floor, stage 2, s'
 FLOOR = 'FLOP floor, whole schedule, s'
+# The step from cached block4_conv1: a program of the sides that cache it, not a row.
+PREFIX_STEP = 'stage 2 train step from cached block4_conv1'
 RATE_ROWS = (FORWARD, STEP2, STEP2_RUN, STEADY1, STEADY2)
 TIME_ROWS = (STAGE1, STAGE2, WHOLE, FLOOR1, FLOOR2, FLOOR)
 ROWS = RATE_ROWS + TIME_ROWS  # Steady state needs 2+ epochs in the stage, else n/a.
@@ -160,7 +161,8 @@ def bench_config(settings):
 def split_arrays(config, split):
   """(uint8 images [n, S, S, 3], float32 targets [n, K+1] in [0, 1]) of `split`, unflipped."""
   images, targets = [], []
-  for batch in input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size):
+  for batch in input_pipeline.eval_batches(plan_lib.resolve(config).data, split,
+                                           batch_size=config.eval_batch_size):
     keep = batch['mask']
     images.append(batch['image'][keep])
     targets.append(batch['target'][keep])
@@ -248,7 +250,7 @@ def keras_dataset(images, targets, batch_size, *, train_split, seed):
 def keras_model(config):
   """The paper's model in Keras, with Keras' own random initial weights."""
   return keras_reference.keras_multitask(
-      config.dataset.image_size, groups=model_lib.model_groups(config),
+      config.dataset.image_size, groups=plan_lib.resolve(config).model.groups,
       hidden_units=tuple(config.model.hidden_units), dropout=config.model.dropout)
 
 
@@ -305,7 +307,7 @@ def keras_schedule(config, data, stage1_weights=None):
   # bench_config gives both stages (and evaluation) one batch size.
   datasets = keras_datasets(config, data, config.stage1.batch_size)
   seconds, timers, predictions = {}, {}, {}
-  for name in schedule.STAGES:
+  for name in plan_lib.STAGES:
     stage = config[name]
     for layer in convs:
       layer.trainable = layer.trainable or layer.name in stage.trainable_layers
@@ -313,7 +315,7 @@ def keras_schedule(config, data, stage1_weights=None):
     stage_start = time.perf_counter()
     predictions[name] = keras_stage(model, stage, datasets, timers[name])
     seconds[name] = time.perf_counter() - stage_start
-    if name == schedule.STAGES[0] and stage1_weights:
+    if name == plan_lib.STAGES[0] and stage1_weights:
       model.save_weights(stage1_weights)
   seconds['whole'] = time.perf_counter() - start
   return model, seconds, timers, predictions
@@ -322,26 +324,25 @@ def keras_schedule(config, data, stage1_weights=None):
 def prediction_rhos(config, predictions, test_targets):
   """{stage: paired.rho_pair} of a peer's test predictions (targets in [0, 1]:
   rank correlations need no rescaling to the dataset's scale)."""
-  names = list(targets.model_output_names(config))
+  names = list(plan_lib.resolve(config).output_names)
   return {stage: paired.rho_pair(names, metrics.output_metrics(names, test_targets, pred))
           for stage, pred in predictions.items()}
 
 
-def keras_forward_rate(model, images, timed_steps):
-  """Images/s of Keras' VGG16 + pooling on uint8 batches (preprocessing included)."""
+def keras_forward_call(model, images):
+  """A call of Keras' VGG16 + pooling on a uint8 batch (preprocessing included), to time."""
   pool = next(l for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling2D))
   features = keras.Model(model.input, pool.output)
   fn = tf.function(lambda x: features(keras_preprocess(x), training=False),
                    jit_compile=bool(model.jit_compile))
   x = tf.constant(images)
-  return rates.median_rate(lambda: fn(x).numpy(), len(images), timed_steps)
+  return lambda: fn(x).numpy()
 
 
-def keras_step_rate(model, images, targets, timed_steps):
-  """Images/s of `train_on_batch` in the model's current (stage 2) configuration."""
+def keras_step_call(model, images, targets):
+  """A call of `train_on_batch` in the model's current (stage 2) configuration, to time."""
   x = keras_preprocess(images).numpy()
-  return rates.median_rate(lambda: model.train_on_batch(x, targets), len(images),
-                           timed_steps)
+  return lambda: model.train_on_batch(x, targets)
 
 
 def keras_stall_note(timers, keras_seconds, our_seconds):
@@ -352,10 +353,10 @@ def keras_stall_note(timers, keras_seconds, our_seconds):
   training, before validation) came from tf.data's autotuning, which
   `keras_dataset` now turns off; the note shows whether any remain.
   """
-  stalls = {name: timers[name].outside_steps() for name in schedule.STAGES}
+  stalls = {name: timers[name].outside_steps() for name in plan_lib.STAGES}
   worst = max(max(np.subtract(t.train_seconds, t.step_seconds)) for t in timers.values())
   ratios = []
-  for name in schedule.STAGES + ('whole',):
+  for name in plan_lib.STAGES + ('whole',):
     stall = sum(stalls.values()) if name == 'whole' else stalls[name]
     ours = our_seconds.get(name)
     ratios.append(f'{name} {fmt((keras_seconds[name] - stall) / ours) if ours else "n/a"}')
@@ -375,17 +376,24 @@ def steady_rate(num_images, epoch_seconds):
 
 
 def aesthetix_schedule(config, workdir):
-  """Runs train_and_evaluate; ({stage or 'whole': seconds or None}, metrics records,
-  {stage: paired.rho_pair of the test split})."""
+  """Runs experiment.run; ({stage or 'whole': seconds or None}, metrics records,
+  {stage: paired.rho_pair of the test split}, the run's phase table: results.json's
+  `timing`)."""
   input_pipeline.clear_cache()  # Read the dataset as a fresh run does.
   start = time.perf_counter()
-  train.train_and_evaluate(config, workdir)
+  plan = experiment.run(config, workdir)
   seconds = {'whole': time.perf_counter() - start}
   records = workdir_lib.read_jsonl(os.path.join(workdir, workdir_lib.METRICS_FILE))
-  for name in schedule.STAGES:
+  for name in plan_lib.STAGES:
     timing = [r['timing'] for r in records if r.get('stage') == name and 'timing' in r]
     seconds[name] = timing[-1]['seconds'] if timing else None
-  return seconds, records, paired.stage_rhos(report.build_results(config, workdir))
+  results = report.build_results(plan, workdir)
+  return seconds, records, paired.stage_rhos(results), results['timing']
+
+
+def phase_table(timing, title):
+  """aesthetix's phase table of one run (results.json's `timing`), as its log prints it."""
+  return f'{title}:\n\n{phases.markdown(timing)}'
 
 
 def aesthetix_steady_rate(records, stage_name):
@@ -499,10 +507,10 @@ def torch_sides(sides):
 
 def torch_schedules(config, run_dir, sides):
   """{side: {'seconds', 'epoch_seconds', 'rhos'}} of PyTorch's schedules."""
-  out = {}
+  out, plan = {}, plan_lib.resolve(config)
   for side in sides:
     cache_dir = tempfile.mkdtemp(prefix=f'{side}_', dir=run_dir)
-    run = torch_peer.run_schedule(config, cached=side == TORCH_CACHED, cache_dir=cache_dir)
+    run = torch_peer.run_schedule(plan, cached=side == TORCH_CACHED, cache_dir=cache_dir)
     out[side] = dict(seconds=run.seconds, epoch_seconds=run.epoch_seconds,
                      predictions=run.predictions, test_targets=run.test_targets,
                      rhos=prediction_rhos(config, run.predictions, run.test_targets))
@@ -531,20 +539,32 @@ def run_schedules(config, data, run_dir, same_stage2_start=False, sides=(KERAS, 
   out.update(torch_schedules(config, run_dir, torch_sides(sides)))
   if same_stage2_start:
     config = stage2_only(config, stage1_weights)
-  seconds, records, rhos = aesthetix_schedule(config, run_dir)
-  out[AESTHETIX] = dict(seconds=seconds, records=records, rhos=rhos)
+  seconds, records, rhos, timing = aesthetix_schedule(config, run_dir)
+  out[AESTHETIX] = dict(seconds=seconds, records=records, rhos=rhos, timing=timing)
   return config, out
 
 
-def torch_rates(config, images, batch_targets, timed_steps):
-  """PyTorch's (forward, stage 2 step on images, stage 2 step from
-  block4_conv1) images/s, each on a net fresh from the initial weights."""
-  forward = torch_peer.forward_rate(torch_peer.build_net(config), images, timed_steps)
-  step, step_prefix = (
-      torch_peer.stage2_step_rate(config, torch_peer.build_net(config), images, batch_targets,
-                                  timed_steps, from_prefix=from_prefix)
-      for from_prefix in (False, True))
-  return forward, step, step_prefix
+def torch_calls(plan, images, batch_targets):
+  """PyTorch's {FORWARD, STEP2, PREFIX_STEP: call} to time, each step on a
+  net fresh from the initial weights."""
+  out = {FORWARD: torch_peer.forward_call(torch_peer.build_net(plan), images)}
+  for program, from_prefix in ((STEP2, False), (PREFIX_STEP, True)):
+    out[program] = torch_peer.stage2_step_call(plan, torch_peer.build_net(plan), images,
+                                               batch_targets, from_prefix=from_prefix)
+  return out
+
+
+def throughputs(calls, timed_steps):
+  """{side: (forward, stage 2 step on images, stage 2 step as run) images/s} of
+  {side: {program: (call, images per call)}}, every call timed in the same
+  interleaved rounds (rates.interleaved_rates): a shared machine's load falls
+  on every side alike. The step as run: PREFIX_STEP where the side has one."""
+  flat = {(side, program): call for side, programs in calls.items()
+          for program, call in programs.items()}
+  speed = rates.interleaved_rates(flat, timed_steps)
+  return {side: (speed[(side, FORWARD)], speed[(side, STEP2)],
+                 speed[(side, PREFIX_STEP if PREFIX_STEP in programs else STEP2)])
+          for side, programs in calls.items()}
 
 
 def column(throughputs, steady, seconds, floors):
@@ -576,30 +596,33 @@ def run_benchmark(settings):
 
   config, ran = run_schedules(config, data, run_dir, sides=sides)
   our_seconds, records = ran[AESTHETIX]['seconds'], ran[AESTHETIX]['records']
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
-  our_forward, forward_flops = rates.forward_rate(model, state['params'], batch_images,
-                                                  settings.timed_steps)
+  plan = plan_lib.resolve(config)
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
+  n_batch = plan.stage('stage2').batch_size
+  forward, forward_flops = rates.forward_call(model, state['params'], batch_images)
   batch = next(iter(input_pipeline.train_batches(
-      config, config.dataset.train_split, batch_size=config.stage2.batch_size, epoch=0,
-      seed=config.seed)))
-  our_step, step_flops = rates.stage2_step_rate(config, model, state, batch,
-                                                settings.timed_steps)
-  our_step_run, step_run_flops = (
-      rates.stage2_step_rate(config, model, state, batch, settings.timed_steps,
-                             from_prefix=True)
-      if device_defaults.resolve(config)[0].prefix_cache else (our_step, step_flops))
-  throughputs = {AESTHETIX: (our_forward, our_step, our_step_run)}
+      plan.data, plan.data.train_split, batch_size=n_batch, epoch=0, seed=plan.seed)))
+  step, step_flops = rates.stage2_step_call(plan, model, state, batch)
+  calls = {AESTHETIX: {FORWARD: (forward, len(batch_images)), STEP2: (step, n_batch)}}
+  step_run_flops = step_flops
+  if plan.prefix_cache:
+    prefix_step, step_run_flops = rates.stage2_step_call(plan, model, state, batch,
+                                                         from_prefix=True)
+    calls[AESTHETIX][PREFIX_STEP] = (prefix_step, n_batch)
   if KERAS in ran:
     keras_model = ran[KERAS]['model']
-    keras_step = keras_step_rate(keras_model, batch_images, batch_targets,
-                                 settings.timed_steps)
-    throughputs[KERAS] = (keras_forward_rate(keras_model, batch_images, settings.timed_steps),
-                          keras_step, keras_step)
+    calls[KERAS] = {FORWARD: keras_forward_call(keras_model, batch_images),
+                    STEP2: keras_step_call(keras_model, batch_images, batch_targets)}
   if torch_sides(sides):
-    forward, step, step_prefix = torch_rates(config, batch_images, batch_targets,
-                                             settings.timed_steps)
-    throughputs.update({TORCH: (forward, step, step), TORCH_CACHED: (forward, step, step_prefix)})
+    calls[TORCH] = torch_calls(plan, batch_images, batch_targets)
+  for side in calls:
+    if side != AESTHETIX:
+      calls[side] = {p: (c, len(batch_images)) for p, c in calls[side].items()}
+  measured = throughputs(calls, settings.timed_steps)
+  if TORCH in measured:  # One measurement on images, both PyTorch columns.
+    forward, step, step_prefix = measured[TORCH]
+    measured.update({TORCH: (forward, step, step), TORCH_CACHED: (forward, step, step_prefix)})
   # The best of a rate measured before and after: the floor is what the machine can do.
   gflops = max(gflops, rates.matmul_gflops(settings.matmul_size))
   load_after = os.getloadavg()
@@ -610,24 +633,25 @@ def run_benchmark(settings):
                step_flops * n * settings.stage2_epochs / rate)
   on_caches = (forward_flops * n * CACHED_PASSES_PER_IMAGE / rate,
                step_run_flops * n * settings.stage2_epochs / rate)
-  columns = {AESTHETIX: column(throughputs[AESTHETIX],
-                               [aesthetix_steady_rate(records, s) for s in schedule.STAGES],
+  columns = {AESTHETIX: column(measured[AESTHETIX],
+                               [aesthetix_steady_rate(records, s) for s in plan_lib.STAGES],
                                our_seconds, on_caches)}
   if KERAS in ran:
     timers = ran[KERAS]['timers']
-    columns[KERAS] = column(throughputs[KERAS],
-                            [steady_rate(n, timers[s].train_seconds) for s in schedule.STAGES],
+    columns[KERAS] = column(measured[KERAS],
+                            [steady_rate(n, timers[s].train_seconds) for s in plan_lib.STAGES],
                             ran[KERAS]['seconds'], on_images)
   for side in torch_sides(sides):
     epochs = ran[side]['epoch_seconds']
-    columns[side] = column(throughputs[side],
-                           [steady_rate(n, epochs[s]) for s in schedule.STAGES],
+    columns[side] = column(measured[side],
+                           [steady_rate(n, epochs[s]) for s in plan_lib.STAGES],
                            ran[side]['seconds'], on_caches if side == TORCH_CACHED else on_images)
   values = {row: {side: columns[side][row] if side in columns else None for side in sides}
             for row in ROWS}
   notes = [
-      f'{run_line(settings, config.model.dtype)}; throughputs: median of '
-      f'{settings.timed_steps} calls on one batch after {rates.WARMUP_STEPS} warm-up calls; load average '
+      f'{run_line(settings, config.model.dtype)}; throughputs: on one batch, the median of '
+      f'{settings.timed_steps} rounds that time one call of every side\'s programs in turn, '
+      f'after {rates.WARMUP_STEPS} warm-up calls each; load average '
       f'{load_before[0]:.2f} before, {load_after[0]:.2f} after.',
       'Wall times include model build, compilation, per-epoch validation and the test '
       'predictions after each stage (aesthetix also checkpoints every epoch); the whole '
@@ -651,7 +675,7 @@ def run_benchmark(settings):
              if 'source' in r.get('timing', {})]
   if sources:  # What aesthetix's steps read; the step row and floors above are from images.
     notes.append(f'aesthetix stage inputs ({workdir_lib.METRICS_FILE}): {", ".join(sources)}.')
-  missing = [name for name in schedule.STAGES if our_seconds[name] is None]
+  missing = [name for name in plan_lib.STAGES if our_seconds[name] is None]
   if missing:
     notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
                  f'{workdir_lib.METRICS_FILE}: those stage times are n/a; the whole schedule '
@@ -663,10 +687,12 @@ def run_benchmark(settings):
       ran[KERAS]['model'].jit_compile if KERAS in ran else None,
       torch_peer.version_line() if torch_sides(sides) else None)
   rhos = {side: ran[side]['rhos'] for side in ran}
+  timing = ran[AESTHETIX]['timing']
   table = (markdown_table(values, sides, machine, notes) + '\n\n'
-           + rho_table(rhos, sides, settings.num_eval_images))
+           + rho_table(rhos, sides, settings.num_eval_images) + '\n\n'
+           + phase_table(timing, "Where aesthetix's schedule spent its time (its run's phase table)"))
   return dict(table=table, values=values, rhos=rhos, machine=machine, settings=settings,
-              workdir=run_dir, runs=ran, config=config)
+              workdir=run_dir, runs=ran, config=config, timing=timing)
 
 
 def torch_notes(sides):
@@ -695,14 +721,14 @@ def rho_table(rhos, sides, num_test):
   lines = [f'Test Spearman rho ({num_test} test images), every side from the same '
            'initial weights:', '', '| | ' + ' | '.join(head) + ' |',
            '|---|' + '---:|' * len(head)]
-  for stage in schedule.STAGES:
+  for stage in plan_lib.STAGES:
     for what, label in paired.MEASURE_LABELS.items():
       rho = {side: rhos[side][stage][what] for side in sides
              if stage in rhos.get(side, {})}
       if AESTHETIX not in rho:
         continue
       diffs = [rho[AESTHETIX] - rho[side] if side in rho else None for side in peers(sides)]
-      lines.append(f'| {schedule.STAGE_TITLES[stage]} {label} | '
+      lines.append(f'| {plan_lib.STAGE_TITLES[stage]} {label} | '
                    + ' | '.join([fmt_rho(rho.get(side)) for side in sides]
                                 + [fmt_rho(d) for d in diffs]) + ' |')
   lines += ['', 'One seed. Keras draws its own flips, shuffles and dropout masks; PyTorch '
@@ -718,7 +744,7 @@ def run_seeds(settings, seeds, same_stage2_start=False):
   with `same_stage2_start`, see `run_schedules`: aesthetix then skips stage 1)."""
   settings = prepare_dirs(settings)
   data = load_data(settings, bench_config(settings))
-  rhos, whole, times, model = {}, {}, {}, None
+  rhos, whole, times, tables, model = {}, {}, {}, [], None
   for seed in seeds:
     run_dir = tempfile.mkdtemp(prefix=f'seed{seed}_', dir=settings.workdir)
     config, sides = run_schedules(bench_config(dataclasses.replace(settings, seed=seed)),
@@ -729,6 +755,8 @@ def run_seeds(settings, seeds, same_stage2_start=False):
     times[seed] = dict(keras=sides['keras']['seconds'], aesthetix=sides['aesthetix']['seconds'],
                        outside=sum(t.outside_steps() for t in sides['keras']['timers'].values()))
     model = sides['keras']['model']
+    tables.append(phase_table(sides['aesthetix']['timing'],
+                              f"aesthetix's phase table, seed {seed}"))
   start = ("both stage 2s from Keras' weights after its stage 1 (aesthetix trains stage 2 "
            'alone)' if same_stage2_start else 'from the same initial weights')
   title = (f'Test Spearman rho on {config.dataset.name} ({settings.num_eval_images} test '
@@ -736,6 +764,7 @@ def run_seeds(settings, seeds, same_stage2_start=False):
   speed = [] if same_stage2_start else [seed_speed_table(seeds, times), '']
   return '\n'.join([
       paired.markdown_table(title, SIDES, seeds, rhos, whole), '', *speed,
+      '\n\n'.join(tables), '',
       f'{run_line(settings, config.model.dtype)}.',
       f'Machine: {machine_line(keras_device_name(settings), model.jit_compile)}.'])
 
@@ -746,7 +775,7 @@ def seed_speed_table(seeds, times):
   times[seed] = dict(keras={stage or 'whole': s}, aesthetix={...}, outside=s),
   `outside`: Keras' seconds in its training epochs outside its train steps.
   """
-  names = schedule.STAGES + ('whole',)
+  names = plan_lib.STAGES + ('whole',)
   slash = lambda values: ' / '.join(fmt(v) for v in values)
   lines = ['| seed | Keras stage 1 / 2 / whole, s | Keras outside its steps, s | '
            'aesthetix stage 1 / 2 / whole, s | speed-up stage 1 / 2 / whole (x) |',

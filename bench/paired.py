@@ -9,9 +9,9 @@ Used by `bench.dtype_seeds` (float32 vs bfloat16) and `bench.keras_vs_aesthetix
 
 import numpy as np
 
-from aesthetix import report
-from aesthetix import schedule
-from aesthetix import stats
+from aesthetix.results import report
+from aesthetix.results import stats
+from aesthetix.training import plan as plan_lib
 
 CONFIDENCE = stats.CONFIDENCE
 OVERALL, ATTRIBUTE_MEAN = 0, 1
@@ -42,10 +42,10 @@ def markdown_table(title, variants, seeds, rhos, seconds):
   fmt = report.fmt_metric
   keys = [v[0] for v in variants]
   short = {v[0]: v[1] for v in variants}
-  stages = [s for s in schedule.STAGES if all(s in rhos[(seed, k)] for seed in seeds
+  stages = [s for s in plan_lib.STAGES if all(s in rhos[(seed, k)] for seed in seeds
                                            for k in keys)]
   cols = [(stage, what) for stage in stages for what in MEASURE_LABELS]
-  title_of = {s: schedule.STAGE_TITLES.get(s, s) for s in stages}
+  title_of = {s: plan_lib.STAGE_TITLES.get(s, s) for s in stages}
   head = ['seed'] + [f'{title_of[s]} {MEASURE_LABELS[w]} {short[k]}'
                      for s, w in cols for k in keys]
   lines = [title, '',

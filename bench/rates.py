@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
+from aesthetix.runtime import parallel
+from aesthetix.training import optim
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
 
 WARMUP_STEPS = 2  # Calls before timing: tracing, compilation, first allocations.
 
@@ -80,28 +81,35 @@ def flops_of(compiled):
   return float(cost['flops'])
 
 
-def forward_rate(model, params, images, timed_steps):
-  """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
+def forward_call(model, params, images):
+  """(call, FLOPs per image) of the jitted backbone + pooling on one batch,
+  compiled as train's programs are; call() runs it once and waits."""
   fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
   x = jnp.asarray(images)
-  # Compiled as train's programs are; timed too: one compilation, not two.
   compiled = parallel.compile_lowered(fwd.lower(params, x))
-  rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
-                     timed_steps)
-  return rate, flops_of(compiled) / len(images)
+  return (lambda: compiled(params, x).block_until_ready(),
+          flops_of(compiled) / len(images))
 
 
-def stage2_step_rate(config, model, state, batch, timed_steps, from_prefix=False):
-  """(images/s, FLOPs per image) of the stage 2 train step on `batch` (a host
-  batch of the global batch size, with 'image').
+def forward_rate(model, params, images, timed_steps):
+  """(images/s, FLOPs per image) of `forward_call`."""
+  # Timed as compiled: one compilation, not two.
+  call, flops = forward_call(model, params, images)
+  return median_rate(call, len(images), timed_steps), flops
 
-  from_prefix: the step as `train` runs it with config.prefix_cache, on the
+
+def stage2_step_call(plan, model, state, batch, from_prefix=False):
+  """(call, FLOPs per image) of the stage 2 train step on `batch` (a host
+  batch of the global batch size, with 'image'); call() runs one step and
+  waits (each trains on from the one before).
+
+  from_prefix: the step as `train` runs it with the prefix cache, on the
   cached output of the frozen layers below stage 2's; else on images.
   """
-  stage = config.stage2
+  stage = plan.stage('stage2')
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
-  layer = steps.prefix_layer(config, ('stage2',)) if from_prefix else None
+  layer = plan_lib.prefix_layer(stage.trainable_layers) if from_prefix else None
   step = steps.make_train_step(model, optimizer, labels, prefix_layer=layer)
   batch = dict(batch)
   if layer is not None:
@@ -119,5 +127,10 @@ def stage2_step_rate(config, model, state, batch, timed_steps, from_prefix=False
     current[0], m = step(current[0], batch)
     jax.block_until_ready((current[0], m))
 
-  rate = median_rate(call, stage.batch_size, timed_steps)
-  return rate, flops_per_image
+  return call, flops_per_image
+
+
+def stage2_step_rate(plan, model, state, batch, timed_steps, from_prefix=False):
+  """(images/s, FLOPs per image) of `stage2_step_call`."""
+  call, flops = stage2_step_call(plan, model, state, batch, from_prefix)
+  return median_rate(call, plan.stage('stage2').batch_size, timed_steps), flops

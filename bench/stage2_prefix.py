@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import vgg16
+from aesthetix.model import multitask as model_lib
+from aesthetix.model import vgg16
+from aesthetix.training import optim
+from aesthetix.training import plan as plan_lib
 from configs import aadb
 
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Square input size.')
@@ -54,9 +55,10 @@ def main(argv):
   size = _IMAGE_SIZE.value
   config = aadb.get_config()
   config.dataset.image_size = size
-  model = model_lib.build_model(config)
+  plan = plan_lib.resolve(config, backend='cpu')
+  model = model_lib.build_model(plan.model)
   params = model_lib.init_params(model, jax.random.key(0), size)
-  labels = optim.stage_labels(params, config.stage2.trainable_layers)
+  labels = optim.stage_labels(params, plan.stage('stage2').trainable_layers)
   images = jnp.zeros((BATCH, size, size, 3), jnp.uint8)
   prefix_shape = vgg16.layer_output_shape(size, PREFIX_END)
   prefix = jnp.zeros((BATCH,) + prefix_shape, jnp.float32)

@@ -20,7 +20,10 @@ Two variants: on images every step ("PyTorch eager"), and on caches of the
 frozen layers computed once per image and mirror image, as aesthetix's
 feature caches do ("cached"): stage 1 trains the head on pooled features,
 stage 2 starts from block4_conv1's output. Dropout masks are torch's own
-draws (seeded by config.seed), not those of Keras or JAX.
+draws (seeded by the plan's seed), not those of Keras or JAX.
+
+Every function takes the run's `Plan` (aesthetix.training.plan.resolve of
+the bench's config), as aesthetix's own modules do.
 """
 
 import dataclasses
@@ -33,15 +36,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aesthetix import input_pipeline
-from aesthetix import keras_weights
-from aesthetix import model as model_lib
-from aesthetix import schedule
-from aesthetix import steps
-from aesthetix import vgg16
+from aesthetix.data import input_pipeline
+from aesthetix.model import keras_weights
+from aesthetix.model import multitask as model_lib
+from aesthetix.model import vgg16
+from aesthetix.training import plan as plan_lib
 from bench import rates
 
-IMAGE, FEATURES, PREFIX = 'image', steps.FEATURES, steps.PREFIX
+IMAGE, FEATURES, PREFIX = plan_lib.IMAGES, plan_lib.FEATURES, plan_lib.PREFIX
 TRAIN_VIEWS, EVAL_VIEWS = 2, 1  # As stored and mirrored; evaluation: as stored.
 # Activations and conv kernels in NHWC memory order (channels_last): oneDNN's
 # convolutions ran the VGG16 forward and the stage-2 step faster so on the
@@ -186,13 +188,13 @@ def load_keras_weights(net, path):
   return net
 
 
-def build_net(config, memory_format=MEMORY_FORMAT, weights=None):
-  """The float32 net of `config.model` with the Keras weights file `weights`
-  (default: the config's backbone_weights, which the bench fills with Keras'
+def build_net(plan, memory_format=MEMORY_FORMAT, weights=None):
+  """The float32 net of `plan.model` with the Keras weights file `weights`
+  (default: the plan's backbone_weights, which the bench fills with Keras'
   initial weights; RANDOM: torch's own initialisation, for timing alone)."""
-  net = MultiTaskNet(tuple(config.model.hidden_units), config.model.dropout,
-                     model_lib.model_groups(config))
-  weights = weights or config.model.backbone_weights
+  spec = plan.model
+  net = MultiTaskNet(tuple(spec.hidden_units), spec.dropout, tuple(spec.groups))
+  weights = weights or spec.backbone_weights
   if weights != RANDOM:
     load_keras_weights(net, weights)
   return net.to(memory_format=memory_format)
@@ -298,27 +300,27 @@ class Feed:
   key: IMAGE, FEATURES or PREFIX; arrays: {split: [examples, views, ...]}
   for a cache; layer: the prefix's last layer.
   """
-  config: object
+  plan: object
   key: str = IMAGE
   arrays: dict = None
   layer: str = None
   memory_format: object = MEMORY_FORMAT
 
   def train(self, batch_size, epoch):
-    c, split = self.config, self.config.dataset.train_split
+    p, split = self.plan, self.plan.data.train_split
     if self.key == IMAGE:
-      return input_pipeline.train_batches(c, split, batch_size=batch_size, epoch=epoch,
-                                          seed=c.seed)
+      return input_pipeline.train_batches(p.data, split, batch_size=batch_size, epoch=epoch,
+                                          seed=p.seed)
     return input_pipeline.train_feature_batches(
-        c, split, self.arrays[split], batch_size=batch_size, epoch=epoch, seed=c.seed,
+        p.data, split, self.arrays[split], batch_size=batch_size, epoch=epoch, seed=p.seed,
         key=self.key)
 
   def eval(self, split):
-    c = self.config
+    p = self.plan
     if self.key == IMAGE:
-      return input_pipeline.eval_batches(c, split, batch_size=c.eval_batch_size)
-    return input_pipeline.eval_feature_batches(c, split, self.arrays[split],
-                                               batch_size=c.eval_batch_size, key=self.key)
+      return input_pipeline.eval_batches(p.data, split, batch_size=p.eval_batch_size)
+    return input_pipeline.eval_feature_batches(p.data, split, self.arrays[split],
+                                               batch_size=p.eval_batch_size, key=self.key)
 
   def tensors(self, batch):
     """(input, target [b, K+1]) of the batch's real rows (padding dropped: the
@@ -344,24 +346,24 @@ def mse(pred, target):
 # ------------------------------------------------------------------ the caches
 
 
-def cache_pass(config, net, layer, cache_dir):
+def cache_pass(plan, net, layer, cache_dir):
   """{split: {FEATURES: [n, views, 512], PREFIX: [n, views, h, w, C]}} of the
   frozen layers, in index order: views 2 for training (as stored and mirrored),
   1 for evaluation. One pass per view: the features continue from `layer`'s
   output (no prefix when `layer` is None). The prefix goes to memory-mapped
   files in `cache_dir`, NHWC as aesthetix's."""
-  d = config.dataset
+  d = plan.data
   arrays = {}
   for split, views in ((d.train_split, TRAIN_VIEWS), (d.val_split, EVAL_VIEWS),
                        (d.test_split, EVAL_VIEWS)):
-    n = input_pipeline.num_examples(config, split)
+    n = input_pipeline.num_examples(d, split)
     cache = {FEATURES: np.zeros((n, views, vgg16.OUTPUT_FEATURES), np.float32)}
     if layer is not None:
       cache[PREFIX] = np.lib.format.open_memmap(
           os.path.join(cache_dir, PREFIX_FILE.format(split=split)), mode='w+',
           dtype=np.float32,
           shape=(n, views) + vgg16.layer_output_shape(d.image_size, layer))
-    for batch in input_pipeline.eval_batches(config, split, batch_size=config.eval_batch_size):
+    for batch in input_pipeline.eval_batches(d, split, batch_size=plan.eval_batch_size):
       rows, images = batch['index'][batch['mask']], batch['image'][batch['mask']]
       for view in range(views):
         x = image_tensor(images[:, :, ::-1] if view else images)
@@ -376,16 +378,22 @@ def cache_pass(config, net, layer, cache_dir):
   return arrays
 
 
-def stage_feed(config, stage_index, caches):
+def prefix_below(stages):
+  """The backbone layer below every layer `stages` train (plan.prefix_layer), or None."""
+  return plan_lib.prefix_layer({l for s in stages for l in s.trainable_layers})
+
+
+def stage_feed(plan, stage_index, caches):
   """The stage's Feed: images, or (with `caches`) features for a stage that
-  trains the head alone, else the prefix below the layers it trains (images
-  when there is none: a stage that trains block1_conv1)."""
-  stage = config[schedule.STAGES[stage_index]]
+  trains the head alone, else the prefix below the layers it and the later
+  stages train (images when there is none: a stage that trains block1_conv1).
+  As aesthetix's plan with both caches on."""
+  stage = plan.stages[stage_index]
   key = FEATURES if not stage.trainable_layers else PREFIX
-  if caches is None or key not in caches[config.dataset.train_split]:
-    return Feed(config)
-  return Feed(config, key, {split: c[key] for split, c in caches.items()},
-              steps.prefix_layer(config, schedule.STAGES[stage_index:]))
+  if caches is None or key not in caches[plan.data.train_split]:
+    return Feed(plan)
+  return Feed(plan, key, {split: c[key] for split, c in caches.items()},
+              prefix_below(plan.stages[stage_index:]))
 
 
 # ------------------------------------------------------------------ the schedule
@@ -433,8 +441,8 @@ class Run:
   validation_loss: dict
 
 
-def run_schedule(config, cached, cache_dir):
-  """Both stages from `config.model.backbone_weights`, validating after every
+def run_schedule(plan, cached, cache_dir):
+  """Both stages from `plan.model.backbone_weights`, validating after every
   epoch and predicting the test split after each stage; a `Run`.
 
   Reads the dataset afresh through aesthetix's input pipeline, inside the
@@ -443,23 +451,22 @@ def run_schedule(config, cached, cache_dir):
   (inside its time).
   """
   input_pipeline.clear_cache()
-  torch.manual_seed(config.seed)  # Dropout masks.
+  torch.manual_seed(plan.seed)  # Dropout masks.
   start = time.perf_counter()
-  net = build_net(config)
-  caches, d = None, config.dataset
+  net = build_net(plan)
+  caches, d = None, plan.data
   seconds, epoch_seconds, predictions, val_loss = {}, {}, {}, {}
   test_targets = None
-  for stage_index, name in enumerate(schedule.STAGES):
-    stage, stage_start = config[name], time.perf_counter()
+  for stage_index, stage in enumerate(plan.stages):
+    name, stage_start = stage.name, time.perf_counter()
     if cached and caches is None:
-      layer = steps.prefix_layer(config, schedule.STAGES)
-      caches = cache_pass(config, net, layer, cache_dir)
-    feed = stage_feed(config, stage_index, caches)
+      caches = cache_pass(plan, net, prefix_below(plan.stages), cache_dir)
+    feed = stage_feed(plan, stage_index, caches)
     optimizer = stage_optimizer(net, stage)
     epoch_seconds[name], val_loss[name] = [], []
     for epoch in range(stage.epochs):
       s, _ = train_epoch(net, optimizer, feed, stage.batch_size,
-                         schedule.epoch_offset(config, stage_index) + epoch)
+                         stage.epoch_offset + epoch)
       epoch_seconds[name].append(s)
       true, pred = predict(net, feed, d.val_split)
       val_loss[name].append(float(np.mean((pred - true[:, :pred.shape[-1]]) ** 2)))
@@ -480,19 +487,19 @@ def forward_call(net, images, memory_format=MEMORY_FORMAT):
   return call
 
 
-def stage2_step_call(config, net, images, batch_targets, from_prefix=False,
+def stage2_step_call(plan, net, images, batch_targets, from_prefix=False,
                      memory_format=MEMORY_FORMAT):
   """A call of the stage 2 train step (forward, backward, Keras' Adam) on a
   uint8 NHWC batch, or (from_prefix) on block4_conv1's output computed once,
   to time. Each call trains `net`: pass one made for the measurement."""
-  stage = config[schedule.STAGES[-1]]
+  stage = plan.last_stage
   optimizer = stage_optimizer(net, stage)
-  feed, x = Feed(config, memory_format=memory_format), images
+  feed, x = Feed(plan, memory_format=memory_format), images
   if from_prefix:
-    layer = steps.prefix_layer(config, schedule.STAGES[-1:])
+    layer = prefix_below(plan.stages[-1:])
     with torch.inference_mode():
       x = nhwc(net.prefix(image_tensor(images, memory_format), layer))
-    feed = Feed(config, PREFIX, layer=layer, memory_format=memory_format)
+    feed = Feed(plan, PREFIX, layer=layer, memory_format=memory_format)
   x, y = feed.tensors(dict(mask=np.ones(len(images), bool), target=batch_targets,
                            **{feed.key: x}))
   net.train()
@@ -504,30 +511,19 @@ def stage2_step_call(config, net, images, batch_targets, from_prefix=False,
   return call
 
 
-def forward_rate(net, images, timed_steps, memory_format=MEMORY_FORMAT):
-  """Images/s of `forward_call` (rates.median_rate)."""
-  return rates.median_rate(forward_call(net, images, memory_format), len(images), timed_steps)
-
-
-def stage2_step_rate(config, net, images, batch_targets, timed_steps, from_prefix=False,
-                     memory_format=MEMORY_FORMAT):
-  """Images/s of `stage2_step_call` (rates.median_rate)."""
-  call = stage2_step_call(config, net, images, batch_targets, from_prefix, memory_format)
-  return rates.median_rate(call, len(images), timed_steps)
-
-
 def layout_table(config, sizes, batch_size, timed_steps):
   """Markdown: forward and stage 2 step images/s (on images and from the
   prefix) per memory format and image size, on random weights and images; the
   calls of a size timed in interleaved rounds (rates.interleaved_rates)."""
   rng = np.random.default_rng(0)
-  outputs = sum(model_lib.model_groups(config))
+  outputs = sum(plan_lib.resolve(config).model.groups)
   programs = ('forward', 'step', 'step from block4_conv1')
   lines = ['| image size | layout | ' + ' | '.join(f'{p}, images/s' for p in programs) + ' |',
            '|---:|---|' + '---:|' * len(programs)]
   for size in sizes:
     c = config.copy_and_resolve_references()
     c.dataset.image_size = size
+    c = plan_lib.resolve(c)
     images = rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
     batch_targets = rng.uniform(size=(batch_size, outputs)).astype(np.float32)
     calls = {}

@@ -37,11 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
-from aesthetix import vgg16
+from aesthetix.model import multitask as model_lib
+from aesthetix.model import vgg16
+from aesthetix.runtime import parallel
+from aesthetix.training import optim
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
 from bench import rates
 from configs import aadb
 
@@ -76,6 +77,12 @@ VARIANTS = (
     _opt('onednn', '+ xla_cpu_use_onednn', 'xla_cpu_use_onednn', True),
     _opt('onednn_custom_call', '+ xla_cpu_experimental_onednn_custom_call',
          'xla_cpu_experimental_onednn_custom_call', True),
+    _opt('ynn_convolutions', '+ YNNPACK convolutions, unfused (ynn_fusion_type='
+         'INDIVIDUAL_CONVOLUTION)', parallel.YNN_FUSION_OPTION,
+         'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'),
+    _opt('onednn_convolutions', '+ xla_cpu_experimental_onednn_fusion_type='
+         'INDIVIDUAL_CONVOLUTION', 'xla_cpu_experimental_onednn_fusion_type',
+         'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'),
     _opt('no_xnnpack', '+ xla_cpu_use_xnnpack=false', 'xla_cpu_use_xnnpack', False),
     _opt('xnn_graph_greedy', '+ xla_cpu_experimental_xnn_graph_fusion_mode=GREEDY',
          'xla_cpu_experimental_xnn_graph_fusion_mode', 'XNN_GRAPH_FUSION_MODE_GREEDY'),
@@ -127,19 +134,20 @@ def options_in_place(options):
 
 
 def setup(size, dtype, batch_size, seed=0):
-  """(config, model, train state, uint8 images [B, S, S, 3], targets [B, 12]) on
+  """(plan, model, train state, uint8 images [B, S, S, 3], targets [B, 12]) on
   random weights; the same images for every variant of a size (their first rows)."""
   config = aadb.get_config()
   config.dataset.image_size = size
   config.model.dtype = dtype
   config.model.backbone_weights = 'random'
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(seed))
+  plan = plan_lib.resolve(config)
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(seed))
   rng = np.random.default_rng(seed)
   most = max(batch_size, MOST_IMAGES)
   images = rng.integers(0, 256, (most, size, size, 3), dtype=np.uint8)[:batch_size]
   targets = rng.uniform(size=(most, 12)).astype(np.float32)[:batch_size]
-  return config, model, state, images, targets
+  return plan, model, state, images, targets
 
 
 @dataclasses.dataclass
@@ -156,7 +164,7 @@ class Measured:
 
 def forward_program(model, params, images):
   """(call, features) of the jitted backbone + pooling, compiled as
-  rates.forward_rate compiles it."""
+  rates.forward_call compiles it."""
   fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
   x = jnp.asarray(images)
   compiled = parallel.compile_lowered(fwd.lower(params, x))
@@ -164,10 +172,10 @@ def forward_program(model, params, images):
           np.asarray(compiled(params, x), np.float32))
 
 
-def step_program(config, model, state, images, targets):
+def step_program(plan, model, state, images, targets):
   """(call, updates) of train's stage-2 step on the cached block4_conv1 output,
   compiled as train compiles it; updates() -> {trained layer: kernel change}."""
-  stage = config.stage2
+  stage = plan.stage('stage2')
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   step = steps.make_train_step(model, optimizer, labels, prefix_layer=PREFIX_END)
@@ -251,11 +259,11 @@ def layout_forward_program(state, images, layout):
           np.asarray(compiled(backbone, x)))
 
 
-def layout_step_program(config, model, state, images, targets, layout):
+def layout_step_program(plan, model, state, images, targets, layout):
   """(call, updates) of a stage-2 step on the re-implementation from
   block4_conv1's output: MSE, gradients of block4_conv2/3 and the head, Keras'
   Adam; dropout off. Updates in the model's HWIO order."""
-  stage = config.stage2
+  stage = plan.stage('stage2')
   params = state['params']
   backbone = layout_params(params, layout)
   # Copies: the step donates them, and the forward program shares the originals.
@@ -308,16 +316,16 @@ def layout_step_program(config, model, state, images, targets, layout):
 
 def prepare(variant, size, batch_size):
   """The variant's two programs at `size`, compiled with its options."""
-  config, model, state, images, targets = setup(size, variant.dtype,
+  plan, model, state, images, targets = setup(size, variant.dtype,
                                                 variant.batch_size or batch_size)
   with options_in_place(compile_options(variant)):
     if variant.layout:
       forward, features = layout_forward_program(state, images, variant.layout)
-      step, updates = layout_step_program(config, model, state, images, targets,
+      step, updates = layout_step_program(plan, model, state, images, targets,
                                           variant.layout)
     else:
       forward, features = forward_program(model, state['params'], images)
-      step, updates = step_program(config, model, state, images, targets)
+      step, updates = step_program(plan, model, state, images, targets)
   return Measured(len(images), forward, step, features, updates)
 
 
@@ -340,10 +348,10 @@ def torch_calls(size, batch_size):
       raise
     return {}
   torch_peer.configure_threads()
-  config, _, _, images, targets = setup(size, 'float32', batch_size)
-  net = lambda: torch_peer.build_net(config, weights=torch_peer.RANDOM)
+  plan, _, _, images, targets = setup(size, 'float32', batch_size)
+  net = lambda: torch_peer.build_net(plan, weights=torch_peer.RANDOM)
   return {'forward': (torch_peer.forward_call(net(), images), len(images)),
-          'prefix_step': (torch_peer.stage2_step_call(config, net(), images, targets,
+          'prefix_step': (torch_peer.stage2_step_call(plan, net(), images, targets,
                                                       from_prefix=True), len(images))}
 
 

@@ -85,7 +85,7 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
 
   # Stage 1 trains on pooled backbone features computed once per image and
   # mirror image (identical examples, flips and dropout; 2.5x less backbone work).
-  # None: the device's rule (aesthetix/device_defaults.py; on every device now).
+  # None: the device's rule (aesthetix/runtime/device_defaults.py; on every device now).
   c.feature_cache = config_dict.placeholder(bool)
   # Stage 1's pass also keeps the output of the frozen layers below stage 2's
   # (block4_conv1), and stage 2 starts from it: 47% fewer FLOPs per stage-2
@@ -98,6 +98,12 @@ def base_config(dataset_name, *, dropout, table2_output, variant=None):
   c.eval_batch_size = 64
   c.checkpoint_max_to_keep = 3
   c.log_every_steps = 50
+  # JAX's persistent compilation cache (aesthetix/runtime/compilation_cache.py):
+  # a second run of a config, or an ablation of it, reads its programs back.
+  c.compilation_cache = True
+  # N > 0: a jax.profiler trace of N training steps of each stage, in
+  # <workdir>/tensorboard/ for TensorBoard's profile view.
+  c.profile_steps = 0
 
   c.paper = paper_numbers.for_dataset(dataset_name, table2_output=table2_output)
   apply_variant(c, variant)

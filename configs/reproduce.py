@@ -76,6 +76,9 @@ def get_config(variant='paper'):
   # One feature cache per dataset for all its runs; False: each run its own
   # (what the reproduction costs without sharing, bench: BENCHMARKS.md).
   c.share_caches = True
+  # JAX's persistent compilation cache for the whole reproduction (every seed
+  # compiles the same programs); False: compile each run's programs anew.
+  c.compilation_cache = True
   # (dotted config field, value) pairs set in every experiment (tests and quick
   # looks, e.g. (('stage1.epochs', 1),)); none for the paper.
   c.overrides = ()

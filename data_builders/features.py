@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aesthetix import targets
+from aesthetix.data import targets
 
 
 def example_features(dataset, *, id_doc, label_doc='In {range}.', **extra):

@@ -15,6 +15,8 @@ import zipfile
 from absl import logging
 from PIL import Image
 
+from aesthetix.runtime import errors
+
 # Entries macOS adds to zips; never data.
 _JUNK = re.compile(r'(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$)')
 _PART = re.compile(r'\.(\d{3})$')
@@ -22,12 +24,17 @@ _PART = re.compile(r'\.(\d{3})$')
 JPEG_QUALITY = 95
 
 
-class ManualFileError(FileNotFoundError):
+class ManualFileError(errors.UserError, FileNotFoundError):
   """A file the user must download is missing or unusable."""
 
 
-class UnreadableImageError(ValueError):
+class UnreadableImageError(errors.UserError, ValueError):
   """An image file does not decode completely."""
+
+
+class DataFileError(errors.UserError, ValueError):
+  """A downloaded file (a label list, a votes table) that does not parse; the
+  message names the file, the line and the fix."""
 
 
 class ConcatReader(io.RawIOBase):

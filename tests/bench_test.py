@@ -8,6 +8,7 @@ the steady-state rows have an epoch after the first to measure.
 """
 
 import dataclasses
+import time
 
 import jax
 import jax.numpy as jnp
@@ -15,15 +16,17 @@ import numpy as np
 import optax
 import pytest
 
-from aesthetix import keras_weights
-from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
-from aesthetix import workdir as workdir_lib
+from aesthetix.model import keras_weights
+from aesthetix.model import multitask as model_lib
+from aesthetix.runtime import parallel
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import optim
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
+from bench import keras_reference
 from bench import keras_vs_aesthetix as bench
+from bench import rates
 from configs import common as configs_common
-from tests import keras_reference
 
 SETTINGS = bench.Settings(num_images=16, num_eval_images=8, image_size=32, batch_size=8,
                           stage1_epochs=2, stage2_epochs=2, timed_steps=2, matmul_size=256)
@@ -83,6 +86,12 @@ def test_table_has_every_row_with_positive_numbers(result):
         assert number(cells[i]) == pytest.approx(rho, abs=1e-4) and -1 <= rho <= 1
         if side != 'aesthetix':
           assert number(cells[len(columns) + i]) == pytest.approx(a - rho, abs=2e-4)
+  # aesthetix's phase table, as its run wrote it to results.json.
+  timing = result['timing']
+  assert timing == workdir_lib.read_json(workdir_lib.results_path(result['workdir']))['timing']
+  assert sum(timing['phases'].values()) == pytest.approx(timing['wall_seconds'], abs=0.02)
+  for phase, seconds in timing['phases'].items():
+    assert f'| {phase} | {seconds:.1f} |' in result['table'], phase
 
 
 def test_torch_columns_are_filled_and_the_cache_trains_as_images_do(result):
@@ -140,11 +149,13 @@ def test_torch_vgg16_on_converted_weights_matches_flax(tmp_path):
   settings = bench.prepare_dirs(dataclasses.replace(SETTINGS, workdir=str(tmp_path)))
   config = bench.shared_initial_weights(bench.bench_config(settings),
                                         str(tmp_path / bench.INITIAL_WEIGHTS_FILE))
-  model = model_lib.build_model(config)
-  params = model_lib.initial_params(config, model, jax.random.key(config.seed + 1))
-  images = keras_reference.random_images(np.random.default_rng(0), 3, config.dataset.image_size)
+  plan = plan_lib.resolve(config)
+  model = model_lib.build_model(plan.model)
+  params = model_lib.initial_params(plan.model, model, jax.random.key(plan.seed + 1),
+                                    plan.data.image_size)
+  images = keras_reference.random_images(np.random.default_rng(0), 3, plan.data.image_size)
   for memory_format in torch_peer.MEMORY_FORMATS.values():
-    net = torch_peer.build_net(config, memory_format).eval()
+    net = torch_peer.build_net(plan, memory_format).eval()
     x = torch_peer.image_tensor(images, memory_format)
     with torch.inference_mode():
       prefix = net.prefix(x, 'block4_conv1')
@@ -217,20 +228,22 @@ def test_torch_stage2_step_equals_aesthetix_step_without_dropout(tmp_path):
   rng = np.random.default_rng(0)
   images = keras_reference.random_images(rng, 4, config.dataset.image_size)
   batch_targets = rng.uniform(size=(4, 12)).astype(np.float32)
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
-  optimizer = optim.stage_optimizer(config.stage2, state['params'])
-  labels = optim.stage_labels(state['params'], config.stage2.trainable_layers)
+  plan = plan_lib.resolve(config)
+  stage = plan.stage('stage2')
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
+  optimizer = optim.stage_optimizer(stage, state['params'])
+  labels = optim.stage_labels(state['params'], stage.trainable_layers)
   step = steps.make_train_step(model, optimizer, labels)
   before = jax.device_get(state['params'])
   after, m = step(parallel.replicate(steps.stage_state(state, optimizer)), parallel.put_batch(
       dict(image=images, target=batch_targets, mask=np.ones(4, bool))))
   after = parallel.unreplicate(after)['params']
 
-  net = torch_peer.build_net(config).train()
-  feed = torch_peer.Feed(config)
+  net = torch_peer.build_net(plan).train()
+  feed = torch_peer.Feed(plan)
   x, y = feed.tensors(dict(image=images, target=batch_targets, mask=np.ones(4, bool)))
-  adam = torch_peer.stage_optimizer(net, config.stage2)
+  adam = torch_peer.stage_optimizer(net, stage)
   layers = net.keras_layers()
   start = {name: layer.weight.detach().clone() for name, layer in layers.items()}
   loss = torch_peer.mse(feed.forward(net, x), y)
@@ -238,14 +251,14 @@ def test_torch_stage2_step_equals_aesthetix_step_without_dropout(tmp_path):
   adam.step()
   ours_loss = float(parallel.unreplicate(m)['loss_sum']) / len(images)
   assert loss.detach().item() == pytest.approx(ours_loss, rel=1e-5)
-  lr = config.stage2.learning_rate
+  lr = stage.learning_rate
   for name, layer in layers.items():
     group = model_lib.BACKBONE if name in net.vgg16.convs else model_lib.HEAD
     ours = np.asarray(after[group][name]['kernel']) - np.asarray(before[group][name]['kernel'])
     theirs = torch_peer.torch_kernel(ours)  # The update in torch's layout.
     moved = (layer.weight.detach() - start[name]).numpy()
     np.testing.assert_allclose(moved, theirs, atol=lr * 1e-2, err_msg=name)
-    trains = group == model_lib.HEAD or name in config.stage2.trainable_layers
+    trains = group == model_lib.HEAD or name in stage.trainable_layers
     assert (np.abs(moved).max() > lr / 2) == trains, name
 
 
@@ -276,8 +289,10 @@ def test_both_sides_start_from_the_same_weights(tmp_path):
   settings = bench.prepare_dirs(dataclasses.replace(SETTINGS, workdir=str(tmp_path)))
   config = bench.shared_initial_weights(bench.bench_config(settings),
                                         str(tmp_path / bench.INITIAL_WEIGHTS_FILE))
-  model = model_lib.build_model(config)
-  params = model_lib.initial_params(config, model, jax.random.key(config.seed + 1))
+  plan = plan_lib.resolve(config)
+  model = model_lib.build_model(plan.model)
+  params = model_lib.initial_params(plan.model, model, jax.random.key(config.seed + 1),
+                                    plan.data.image_size)
   keras_model = bench.keras_model(config)  # Fresh random weights, then the file's.
   keras_model.load_weights(config.model.backbone_weights)
   images = keras_reference.random_images(np.random.default_rng(0), 4, config.dataset.image_size)
@@ -312,6 +327,9 @@ def test_seed_sweep_pairs_both_sides_by_seed(tmp_path):
   [mean] = [l for l in lines if l.startswith('| mean | | | |')]
   assert all(float(v) > 0 for v in mean.strip('|').split('|')[-1].split(' / '))
   assert lines[-1].startswith('Machine: ')
+  for seed in (3, 4):  # Each run's phase table.
+    assert f"aesthetix's phase table, seed {seed}:" in lines
+  assert table.count('| **wall time** |') == 2
 
 
 def test_keras_stages_share_one_shuffling_pipeline():
@@ -357,3 +375,27 @@ def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path, monkey
   assert [r['epoch'] for r in records if 'epoch' in r] == [1]  # Stage 2's epoch alone.
   assert all(-1 <= r <= 1 for r in sides['aesthetix']['rhos']['stage2'])
   assert len(built) == 1  # Keras' two stages ran on one set of pipelines.
+
+
+def test_throughputs_time_every_sides_programs_in_the_same_rounds():
+  """Each round calls every program once, after the warm-up calls; the step
+  as run is the prefix step where a side has one."""
+  log = []
+
+  def call(name, seconds):
+    def run():
+      log.append(name)
+      time.sleep(seconds)
+    return run
+  calls = {'aesthetix': {bench.FORWARD: (call('a forward', 0.001), 8),
+                         bench.STEP2: (call('a step', 0.02), 8),
+                         bench.PREFIX_STEP: (call('a prefix', 0.001), 8)},
+           'keras': {bench.FORWARD: (call('k forward', 0.001), 8),
+                     bench.STEP2: (call('k step', 0.001), 8)}}
+  out = bench.throughputs(calls, timed_steps=3)
+  names = ['a forward', 'a step', 'a prefix', 'k forward', 'k step']
+  warmup = [n for n in names for _ in range(rates.WARMUP_STEPS)]
+  assert log == warmup + names * 3
+  (a_forward, a_step, a_run), (k_forward, k_step, k_run) = out['aesthetix'], out['keras']
+  assert a_run > 2 * a_step and a_step < 8 / 0.02 * 1.01  # The prefix step, 20x faster.
+  assert k_run == k_step  # Keras has no prefix step: its step as run is on images.

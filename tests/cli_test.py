@@ -96,3 +96,31 @@ def test_missing_data_and_weights_are_listed_together_before_anything_is_written
   assert 'AADB label lists: none of imgListFiles_label' in result.stderr
   assert 'VGG16 ImageNet weights not found' in result.stderr
   assert not os.path.exists(tmp_path / 'w')
+
+
+BUG_IN_A_MODE = """
+import dataclasses, sys
+sys.path.insert(0, {repo!r})
+from absl import app
+import run
+from aesthetix.cli import modes
+
+def shape_mismatch(config):
+  raise ValueError('operands could not be broadcast together with shapes (3,) (4,)')
+
+modes.MODES['audit'] = dataclasses.replace(modes.MODES['audit'], run=shape_mismatch)
+sys.argv = ['run.py', '--mode=audit', '--config=configs/demo.py']
+app.run(run.main, flags_parser=run.parse_flags)
+"""
+
+
+def test_a_bug_that_raises_value_error_is_a_traceback_and_exit_1(tmp_path):
+  """Only errors.UserError is the user's mistake: a ValueError from a bug (a
+  shape mismatch, say) keeps its traceback and exits 1, never 'error:' and 2."""
+  result = subprocess.run([sys.executable, '-c', BUG_IN_A_MODE.format(repo=REPO)], cwd=REPO,
+                          env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 1, result.stderr
+  assert 'Traceback (most recent call last)' in result.stderr
+  assert 'ValueError: operands could not be broadcast' in result.stderr
+  assert 'error: ' not in result.stderr

@@ -11,7 +11,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from aesthetix import targets
+from aesthetix.data import targets
 from data_builders import manual_files
 from data_builders.aadb import aadb_dataset_builder as aadb
 from data_builders.eva import eva_dataset_builder as eva
@@ -36,7 +36,7 @@ def examples(b, split):
 
 
 def labels_vector(ex, name):
-  return [ex['labels'][n] for n in targets.output_names(name)]
+  return [ex['labels'][n] for n in targets.spec(name).output_names]
 
 
 def edit_line(path, index, edit):
@@ -359,4 +359,4 @@ def test_synthetic_build(tmp_path):
     jpeg, labels = synthetic.make_example(split, 1, 32)
     assert ex['image'].shape == (32, 32, 3)
     np.testing.assert_allclose(labels_vector(ex, 'synthetic_aesthetics'),
-                               [labels[k] for k in targets.output_names('aadb')], rtol=1e-6)
+                               [labels[k] for k in targets.spec('aadb').output_names], rtol=1e-6)

@@ -8,33 +8,32 @@ no assumption about how many devices there are.
 import jax
 import numpy as np
 
-from aesthetix import checkpoint
-from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
-from aesthetix import targets
+from aesthetix.model import multitask as model_lib
+from aesthetix.runtime import parallel
+from aesthetix.training import checkpoint
+from aesthetix.training import optim
+from aesthetix.training import steps
 from tests import tiny
 
 
-def random_batch(config, n, seed=0):
+def random_batch(plan, n, seed=0):
   rng = np.random.default_rng(seed)
-  s = config.dataset.image_size
-  outputs = len(targets.model_output_names(config))
+  s = plan.data.image_size
+  outputs = len(plan.output_names)
   return {'image': rng.integers(0, 256, (n, s, s, 3), np.uint8),
           'target': rng.random((n, outputs), np.float32),
           'mask': np.ones(n, bool), 'index': np.arange(n, dtype=np.int32)}
 
 
 def test_stage2_steps_lower_the_loss_and_a_checkpoint_restores_them(tmp_path):
-  config = tiny.config(tmp_path / 'unused_data')
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
-  stage = config.stage2
+  plan = tiny.plan(tiny.config(tmp_path / 'unused_data'))
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(0))
+  stage = plan.stage('stage2')
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   step = steps.make_train_step(model, optimizer, labels)
-  batch = random_batch(config, parallel.device_count() * 4)
+  batch = random_batch(plan, parallel.device_count() * 4)
   device_batch = parallel.put_batch(batch)
   replicated = parallel.replicate(steps.stage_state(state, optimizer))
   losses = []

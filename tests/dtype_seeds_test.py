@@ -2,7 +2,7 @@
 
 import pytest
 
-from aesthetix import checkpoint
+from aesthetix.runtime import workdir as workdir_lib
 from bench import dtype_seeds
 from tests import tiny
 
@@ -46,5 +46,5 @@ def test_tiny_sweep_runs_both_dtypes_and_reads_back(tmp_path):
   # Runs of another config are refused, not read back as this one's.
   other = tiny.config(tmp_path / 'data', stage1_epochs=1, stage2_epochs=1)
   other.model.dropout = 0.1
-  with pytest.raises(checkpoint.IncompatibleWorkdirError):
+  with pytest.raises(workdir_lib.IncompatibleWorkdirError):
     dtype_seeds.sweep(other, [0], workdir)

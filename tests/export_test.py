@@ -15,11 +15,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from aesthetix import export
-from aesthetix import images
-from aesthetix import predict
-from aesthetix import scorer as scorer_lib
-from aesthetix import targets
+from aesthetix.data import images
+from aesthetix.serving import export
+from aesthetix.serving import predict
+from aesthetix.serving import scorer as scorer_lib
 from tests import predict_test
 from tests import trained_workdir
 
@@ -85,14 +84,14 @@ def run_fresh(fmt, folder, pixels, tmp_path, jpegs=()):
   return np.load(out), (np.load(str(out) + '.bytes.npy') if jpegs else None)
 
 
-def unit_difference(config, a, b):
-  lo, hi = targets.ranges(config.dataset.name, a.shape[-1])
+def unit_difference(plan, a, b):
+  lo, hi = plan.data.targets.bounds(a.shape[-1])
   return float(np.max(np.abs(a - b) / (hi - lo)))
 
 
 def test_the_scorer_gives_predicts_numbers_for_paths_pil_images_and_arrays(trained, photos,
                                                                            tmp_path):
-  config, workdir = trained
+  plan, workdir = trained
   scorer = scorer_lib.Scorer.from_workdir(workdir)
   summary = predict.predict_workdir(workdir, str(photos), str(tmp_path / 's.csv'),
                                     progress=False)
@@ -104,7 +103,7 @@ def test_the_scorer_gives_predicts_numbers_for_paths_pil_images_and_arrays(train
   rgb = str(photos / 'rgb.png')
   as_array = images.load_image(rgb)
   assert scorer.score([Image.open(rgb)]) == scorer.score(as_array) == scorer.score(rgb)
-  assert list(scorer.score(rgb)[0]) == list(targets.model_output_names(config))
+  assert list(scorer.score(rgb)[0]) == list(plan.output_names)
   with pytest.raises(ValueError, match='uint8'):
     scorer.score(as_array.astype(np.float32))
 
@@ -117,20 +116,20 @@ def test_the_package_exposes_the_scorer():
 @pytest.mark.parametrize('fmt', export.FORMATS)
 def test_each_export_scores_as_the_scorer_in_its_own_runtime(trained, exported, photos, fmt,
                                                              tmp_path):
-  config, workdir = trained
+  plan, workdir = trained
   folder, info = exported[fmt]
   files = [p for p in sorted(photos.glob('*.*')) if p.name.startswith('rgb')]
-  pixels = np.stack([images.model_input(images.load_image(p), config) for p in files])
+  pixels = np.stack([images.model_input(images.load_image(p), plan.data) for p in files])
   jpegs = [str(photos / 'rgb.jpg')] if fmt == 'saved_model' else []
   scores, from_bytes = run_fresh(fmt, folder, pixels, tmp_path, jpegs)
-  reference = export.reference_scores(scorer_lib.Scorer.from_workdir(workdir), pixels)
+  reference = scorer_lib.Scorer.from_workdir(workdir).score_array(list(pixels))
   bound = TFLITE_BOUND if fmt == 'tflite' else FLOAT32_BOUND
-  assert unit_difference(config, scores, reference) <= bound
-  assert info['outputs'] == list(targets.model_output_names(config))
+  assert unit_difference(plan, scores, reference) <= bound
+  assert info['outputs'] == list(plan.output_names)
   assert json.load(open(os.path.join(folder, export.METADATA)))['image_size'] == 32
   if from_bytes is not None:  # The JPEG decoded and resized in the graph, as predict does.
     jpeg_index = [p.name for p in files].index('rgb.jpg')
-    assert unit_difference(config, from_bytes[0], reference[jpeg_index]) <= FLOAT32_BOUND
+    assert unit_difference(plan, from_bytes[0], reference[jpeg_index]) <= FLOAT32_BOUND
 
 
 def test_an_existing_output_is_kept_unless_overwrite(trained, tmp_path):

@@ -1,5 +1,6 @@
 """The stage-1 feature cache: what it holds, when it is reused, when rebuilt."""
 
+import dataclasses
 import os
 import signal
 import socket
@@ -10,35 +11,36 @@ import jax
 import numpy as np
 import pytest
 
-from aesthetix import feature_cache
-from aesthetix import input_pipeline
-from aesthetix import model as model_lib
-from aesthetix import parallel
-from aesthetix import steps
+from aesthetix.data import input_pipeline
+from aesthetix.model import multitask as model_lib
+from aesthetix.runtime import parallel
+from aesthetix.training import feature_cache
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
 from tests import progress_recorder
 from tests import tiny
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-  config = tiny.config(tmp_path_factory.mktemp('data'))
-  model = model_lib.build_model(config)
-  params = steps.initial_state(config, model, jax.random.PRNGKey(0))['params']
-  return config, model, params
+  plan = tiny.plan(tiny.config(tmp_path_factory.mktemp('data')))
+  model = model_lib.build_model(plan.model)
+  params = steps.initial_state(plan, model, jax.random.PRNGKey(0))['params']
+  return plan, model, params
 
 
 def test_features_are_the_backbone_on_image_and_mirror(setup, tmp_path):
-  config, model, params = setup
+  plan, model, params = setup
   replicated = parallel.replicate(params)
   layer = 'block4_conv1'
   kinds = {feature_cache.FEATURES: (layer, feature_cache.backbone_digest(params)),
            feature_cache.PREFIX: (layer, feature_cache.backbone_digest(params, layer))}
-  cached = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
+  cached = feature_cache.load_or_compute(plan, str(tmp_path), model, replicated,
                                          'train', 2, kinds)
   features, prefix = cached[feature_cache.FEATURES], cached[feature_cache.PREFIX]
   assert features.shape == (tiny.SPLIT_SIZES['train'], 2, 512)
   assert prefix.shape == (tiny.SPLIT_SIZES['train'], 2, 4, 4, 512)
-  batch = next(input_pipeline.eval_batches(config, 'train', batch_size=4))
+  batch = next(input_pipeline.eval_batches(plan.data, 'train', batch_size=4))
   for view, images in enumerate((batch['image'], batch['image'][:, :, ::-1])):
     direct = model.apply({'params': params}, images, method=model.features)
     np.testing.assert_allclose(features[:4, view], direct, rtol=1e-4, atol=1e-5)
@@ -48,27 +50,25 @@ def test_features_are_the_backbone_on_image_and_mirror(setup, tmp_path):
 
 
 def test_prefix_layer_is_below_every_trained_layer(setup):
-  config, _, _ = setup
-  assert steps.prefix_layer(config, ('stage1', 'stage2')) == 'block4_conv1'
-  assert steps.prefix_layer(config, ('stage1',)) is None
-  config = config.copy_and_resolve_references()
-  config.stage2.trainable_layers = ('block5_conv1', 'block3_conv2')
-  assert steps.prefix_layer(config, ('stage2',)) == 'block3_conv1'
-  config.stage2.trainable_layers = ('block1_conv1',)
-  assert steps.prefix_layer(config, ('stage2',)) is None
+  plan, _, _ = setup
+  first, second = plan.stages
+  assert first.prefix_layer == second.prefix_layer == 'block4_conv1'
+  assert plan_lib.prefix_layer(first.trainable_layers) is None
+  assert plan_lib.prefix_layer(('block5_conv1', 'block3_conv2')) == 'block3_conv1'
+  assert plan_lib.prefix_layer(('block1_conv1',)) is None
 
 
 def test_cache_is_reused_and_keyed_by_what_it_depends_on(setup, tmp_path):
-  config, model, params = setup
+  plan, model, params = setup
   replicated = parallel.replicate(params)
   digest = feature_cache.backbone_digest(params)
   kinds = {feature_cache.FEATURES: (None, digest)}
-  first = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
+  first = feature_cache.load_or_compute(plan, str(tmp_path), model, replicated,
                                         'validation', 1, kinds)
   files = sorted(os.listdir(tmp_path))
   assert len(files) == 2 and files[1] == feature_cache.sidecar_path(files[0])  # Its checksum.
   mtime = os.path.getmtime(tmp_path / files[0])
-  again = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
+  again = feature_cache.load_or_compute(plan, str(tmp_path), model, replicated,
                                         'validation', 1, kinds)
   np.testing.assert_array_equal(first[feature_cache.FEATURES], again[feature_cache.FEATURES])
   assert sorted(os.listdir(tmp_path)) == files  # Reused, not rebuilt.
@@ -80,21 +80,20 @@ def test_cache_is_reused_and_keyed_by_what_it_depends_on(setup, tmp_path):
   # The prefix below block4_conv2 does not depend on block5's weights.
   assert (feature_cache.backbone_digest(other, 'block4_conv1') ==
           feature_cache.backbone_digest(params, 'block4_conv1'))
-  key = lambda c=config, views=1, d=digest, kind='features': feature_cache.cache_key(
+  key = lambda c=plan, views=1, d=digest, kind='features': feature_cache.cache_key(
       c, 'validation', kind, views, d)
-  changed = config.copy_and_resolve_references()
-  changed.dataset.image_size = 48
+  changed = dataclasses.replace(plan, data=dataclasses.replace(plan.data, image_size=48))
   keys = {key(), key(d=feature_cache.backbone_digest(other)), key(c=changed), key(views=2),
           key(kind='prefix')}
   assert len(keys) == 5
 
 
 def test_feature_batches_replay_the_image_epoch(setup):
-  config, _, _ = setup
+  plan, _, _ = setup
   features = np.arange(tiny.SPLIT_SIZES['train'] * 2 * 3, dtype=np.float32).reshape(-1, 2, 3)
   kwargs = dict(batch_size=tiny.BATCH_SIZE, epoch=3, seed=7)
-  images = list(input_pipeline.train_batches(config, 'train', **kwargs))
-  cached = list(input_pipeline.train_feature_batches(config, 'train', features, **kwargs))
+  images = list(input_pipeline.train_batches(plan.data, 'train', **kwargs))
+  cached = list(input_pipeline.train_feature_batches(plan.data, 'train', features, **kwargs))
   assert len(images) == len(cached)
   flips = input_pipeline.flip_decisions(7, 3, np.concatenate([b['index'] for b in images]))
   seen = np.concatenate([b['features'] for b in cached])
@@ -129,11 +128,11 @@ def test_temporaries_of_dead_passes_are_removed_and_live_ones_kept(tmp_path):
 @pytest.mark.parametrize('damage', ['truncated', 'overwritten'])
 def test_a_damaged_cache_file_is_named_moved_aside_and_computed_again(setup, tmp_path,
                                                                       damage, caplog):
-  config, model, params = setup
+  plan, model, params = setup
   replicated = parallel.replicate(params)
   kinds = {feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}
   good = np.array(feature_cache.load_or_compute(
-      config, str(tmp_path), model, replicated, 'validation', 1, kinds)[feature_cache.FEATURES][:])
+      plan, str(tmp_path), model, replicated, 'validation', 1, kinds)[feature_cache.FEATURES][:])
   path = next(str(tmp_path / n) for n in os.listdir(tmp_path) if n.endswith('.npy'))
   size = os.path.getsize(path)
   with open(path, 'r+b') as f:
@@ -142,7 +141,7 @@ def test_a_damaged_cache_file_is_named_moved_aside_and_computed_again(setup, tmp
     else:  # 4 KiB of another file's bytes in the middle: only the checksum can tell.
       f.seek(size // 2 - 2048)
       f.write(np.random.default_rng(0).bytes(min(4096, size // 2)))
-  again = feature_cache.load_or_compute(config, str(tmp_path), model, replicated,
+  again = feature_cache.load_or_compute(plan, str(tmp_path), model, replicated,
                                         'validation', 1, kinds)
   np.testing.assert_array_equal(again[feature_cache.FEATURES][:], good)
   assert f'The cache file {path} is bad' in caplog.text
@@ -157,12 +156,14 @@ import os, sys
 os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
 sys.path.insert(0, {repo!r})
 import jax
-from aesthetix import feature_cache, model as model_lib, parallel, train
-from aesthetix import steps
+from aesthetix.model import multitask as model_lib
+from aesthetix.runtime import parallel
+from aesthetix.training import feature_cache, train
+from aesthetix.training import steps
 from tests import progress_recorder
 from tests import tiny
-config = tiny.config({data!r})
-model = model_lib.build_model(config)
+config = tiny.plan(tiny.config({data!r}))
+model = model_lib.build_model(config.model)
 params = steps.initial_state(config, model, jax.random.PRNGKey(0))['params']
 real = feature_cache.compute
 def slow(*args, **kwargs):  # Pauses inside the pass, after its temporary file exists.
@@ -183,9 +184,9 @@ feature_cache.load_or_compute(config, {cache!r}, model, parallel.replicate(param
 
 
 def test_no_temporary_survives_a_killed_cache_pass_and_a_rerun(setup, tmp_path):
-  config, model, params = setup
+  plan, model, params = setup
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  script = KILLED_PASS.format(repo=repo, data=config.dataset.data_dir, cache=str(tmp_path))
+  script = KILLED_PASS.format(repo=repo, data=plan.data.data_dir, cache=str(tmp_path))
   proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True,
                           env=dict(os.environ, JAX_PLATFORMS='cpu'))
   try:
@@ -195,18 +196,18 @@ def test_no_temporary_survives_a_killed_cache_pass_and_a_rerun(setup, tmp_path):
     proc.wait(timeout=60)
   assert any('.tmp-' in n for n in os.listdir(tmp_path))  # What a kill leaves.
   kinds = {feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}
-  cached = feature_cache.load_or_compute(config, str(tmp_path), model,
+  cached = feature_cache.load_or_compute(plan, str(tmp_path), model,
                                          parallel.replicate(params), 'train', 2, kinds)
   assert cached[feature_cache.FEATURES].shape == (tiny.SPLIT_SIZES['train'], 2, 512)
   assert not [n for n in os.listdir(tmp_path) if '.tmp-' in n]
 
 
 def test_the_cache_pass_reports_its_progress(setup, tmp_path, monkeypatch):
-  config, model, params = setup
+  plan, model, params = setup
   recorder = progress_recorder.Recorder()
   monkeypatch.setattr(feature_cache.progress, 'bar', recorder)
   kinds = {feature_cache.FEATURES: (None, feature_cache.backbone_digest(params))}
-  feature_cache.load_or_compute(config, str(tmp_path), model, parallel.replicate(params),
+  feature_cache.load_or_compute(plan, str(tmp_path), model, parallel.replicate(params),
                                 'train', 2, kinds)
   bar, = recorder.bars
   assert bar['total'] == bar['done'] == tiny.SPLIT_SIZES['train'] * 2

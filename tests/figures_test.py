@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from aesthetix import figures
-from aesthetix import report
-from aesthetix import workdir as workdir_lib
+from aesthetix.data import targets
+from aesthetix.results import figures
+from aesthetix.results import report
+from aesthetix.runtime import workdir as workdir_lib
 from tests import trained_workdir
 
 ALL_FIGURES = (figures.SCATTER_OVERALL, figures.SCATTER_OUTPUTS, figures.RANK_CORRELATIONS,
@@ -51,8 +52,8 @@ def test_run_py_report_mode_writes_every_figure_and_links_it(trained):
 
 
 def test_write_all_returns_what_it_wrote(trained):
-  config, workdir = trained
-  paths = figures.write_all(config, workdir)
+  plan, workdir = trained
+  paths = figures.write_all(plan, workdir)
   assert sorted(os.path.basename(p) for p in paths) == sorted(ALL_FIGURES)
   assert all(os.path.dirname(p) == workdir for p in paths)
 
@@ -62,7 +63,7 @@ def test_constant_outputs_reach_every_table_and_figure_as_undefined(trained, tmp
                                                                     constant):
   """A saturated output, or an attribute constant on the test split, must not
   stop the report: undefined correlations are n/a."""
-  config, source = trained
+  plan, source = trained
   workdir = str(tmp_path / 'run')
   shutil.copytree(source, workdir)
   for stage in ('stage1', 'stage2'):
@@ -71,14 +72,14 @@ def test_constant_outputs_reach_every_table_and_figure_as_undefined(trained, tmp
     for key in ('true', 'pred'):
       saved[key][:, constant] = saved[key][0, constant]
     workdir_lib.save_npz(path, saved)
-  results = report.write(config, workdir)
+  results = report.write(plan, workdir)
   names = results['outputs']
   for stage in ('stage1', 'stage2'):
     assert all(np.isnan(results['stages'][stage][names[i]]['spearman']) for i in constant)
   assert np.isnan(np.array(results['rank_correlation_prediction'], float)[constant]).all()
   text = open(os.path.join(workdir, workdir_lib.REPORT_FILE)).read()
   assert f'| {names[constant[0]]} | n/a | n/a |' in text
-  paths = figures.write_all(config, workdir)
+  paths = figures.write_all(plan, workdir)
   assert {os.path.basename(p) for p in paths} >= {figures.SCATTER_OUTPUTS,
                                                    figures.RANK_CORRELATIONS}
 
@@ -109,13 +110,15 @@ def test_heatmap_text_follows_each_cell(monkeypatch, tmp_path):
   assert ('1', 'white') in drawn and ('.00', 'black') in drawn
 
 
-def test_a_rerun_of_the_train_command_keeps_the_figures_in_the_report(trained, tmp_path):
-  from aesthetix import train  # pylint: disable=g-import-not-at-top
-  config, source = trained
+def test_a_rerun_of_the_train_command_keeps_the_figures_in_the_report(trained, tmp_path,
+                                                                       tmp_path_factory):
+  from aesthetix.results import experiment  # pylint: disable=g-import-not-at-top
+  plan, source = trained
   workdir = str(tmp_path / 'run')
   shutil.copytree(source, workdir)
-  figures.write_all(config, workdir)
-  train.train_and_evaluate(config, workdir)  # Finished: it rewrites the report only.
+  figures.write_all(plan, workdir)
+  # Finished: it rewrites the report only.
+  experiment.run(trained_workdir.config(tmp_path_factory), workdir)
   text = open(os.path.join(workdir, workdir_lib.REPORT_FILE)).read()
   assert text.count(report.FIGURES_HEADING) == 1
   for name in ALL_FIGURES:
@@ -132,5 +135,6 @@ def test_scatter_axes_leave_room_for_points_at_the_limits(tmp_path, monkeypatch)
 
   true = np.array([0.0, 0.5, 1.0])
   monkeypatch.setattr(figures, '_scatter_panel', panel)
-  figures.scatter_overall(str(tmp_path / 's.png'), 'aadb', 'score', true, true, 'title')
+  figures.scatter_overall(str(tmp_path / 's.png'), targets.spec('aadb'), 'score', true, true,
+                          'title')
   assert captured['x'][0] < 0 and captured['x'][1] > 1 and captured['y'][0] < 0

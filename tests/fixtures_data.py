@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from aesthetix import targets
+from aesthetix.data import targets
 
 AADB_PHASES = ('Train', 'Validation', 'TestNew')
 IMAGE_SIZE = 32
@@ -60,7 +60,7 @@ def make_aadb(root, *, n_train=4, n_val=3, n_test=3, n_overlap=1, zipped=False,
       'test': (names[n_train:n_train + n_overlap]
                + names[n_train + n_val:n_train + n_val + n_test - n_overlap]),
   }
-  out_names = targets.output_names('aadb')
+  out_names = targets.spec('aadb').output_names
   values = {n: [_aadb_value(rng, a) for a in out_names] for n in names}
   labels = {s: {n: values[n] for n in ns} for s, ns in split_names.items()}
 

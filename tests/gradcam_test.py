@@ -7,9 +7,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from aesthetix import gradcam
-from aesthetix import model as model_lib
-from aesthetix import vgg16
+from aesthetix.model import multitask as model_lib
+from aesthetix.model import vgg16
+from aesthetix.serving import gradcam
 from tests import tiny
 from tests import trained_workdir
 
@@ -83,7 +83,7 @@ def quadrant_means(maps):
 
 @pytest.fixture(scope='module')
 def detector():
-  model = model_lib.build_model(tiny.config('/nonexistent'))
+  model = model_lib.build_model(tiny.plan(tiny.config('/nonexistent')).model)
   return model, color_detector_params(model)
 
 
@@ -121,13 +121,14 @@ def test_grad_cam_highlights_the_region_that_sets_the_score(detector, layer):
 
 
 def test_bad_layer_and_target_say_what_exists(tmp_path_factory):
-  config, _ = trained_workdir.get(tmp_path_factory)
-  with pytest.raises(ValueError, match='block5_conv3'):
+  plan, _ = trained_workdir.get(tmp_path_factory)
+  names = plan.output_names
+  with pytest.raises(gradcam.GradCamError, match='block5_conv3'):
     gradcam.check_layer('block6_conv1')
-  with pytest.raises(ValueError, match='ColorHarmony'):
-    gradcam.target_index(config, 'Sharpness')
-  assert gradcam.target_index(config, None) == 0
-  assert gradcam.target_index(config, 'light') == gradcam.target_index(config, 'Light') == 5
+  with pytest.raises(gradcam.GradCamError, match='ColorHarmony'):
+    gradcam.target_index(names, 'Sharpness')
+  assert gradcam.target_index(names, None) == 0
+  assert gradcam.target_index(names, 'light') == gradcam.target_index(names, 'Light') == 5
 
 
 def test_overlay_keeps_the_photo_size_and_colours_the_hot_region():

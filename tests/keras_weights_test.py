@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from aesthetix import keras_weights
-from tests import keras_reference
+from aesthetix.model import keras_weights
+from bench import keras_reference
 
 IMAGE_SIZE = 32
 

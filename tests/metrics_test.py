@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import stats
 
-from aesthetix import metrics
+from aesthetix.training import metrics
 
 
 def test_output_metrics_known_values():

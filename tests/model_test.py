@@ -8,13 +8,14 @@ import jax
 import numpy as np
 import pytest
 
-from aesthetix import audit
-from aesthetix import keras_weights
-from aesthetix import model as model_lib
-from aesthetix import steps
+from aesthetix.model import audit
+from aesthetix.model import keras_weights
+from aesthetix.model import multitask as model_lib
+from aesthetix.training import plan as plan_lib
+from aesthetix.training import steps
+from bench import keras_reference
 from configs import aadb
 from configs import eva
-from tests import keras_reference
 
 IMAGE_SIZE = 32
 RTOL = 1e-4
@@ -31,7 +32,7 @@ def tiny_config(factory=aadb.get_config, variant=None):
 @pytest.mark.parametrize('variant', [None, 'separate_outputs'])
 def test_whole_model_matches_keras(tmp_path, variant):
   config = tiny_config(variant=variant)
-  model = model_lib.build_model(config)
+  model = model_lib.build_model(plan_lib.resolve(config).model)
   keras_model = keras_reference.keras_multitask(
       IMAGE_SIZE, model.groups, dropout=config.model.dropout)
   path = tmp_path / 'multitask.weights.h5'
@@ -52,7 +53,7 @@ def test_whole_model_matches_keras(tmp_path, variant):
 
 def test_random_init_follows_keras_initialisers():
   config = tiny_config()
-  params = model_lib.init_params(model_lib.build_model(config), jax.random.key(0),
+  params = model_lib.init_params(model_lib.build_model(plan_lib.resolve(config).model), jax.random.key(0),
                                  IMAGE_SIZE)
   fc1 = params['head']['fc1']
   limit = np.sqrt(6 / (512 + 128))  # Glorot uniform.
@@ -62,7 +63,7 @@ def test_random_init_follows_keras_initialisers():
 
 
 def test_init_compiled_without_backend_optimisation_gives_the_same_params():
-  model = model_lib.build_model(tiny_config())
+  model = model_lib.build_model(plan_lib.resolve(tiny_config()).model)
   images = jax.numpy.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), jax.numpy.uint8)
   optimised = jax.jit(lambda r: model.init(r, images, train=False))(jax.random.key(3))
   fast = model_lib.init_params(model, jax.random.key(3), IMAGE_SIZE)
@@ -72,13 +73,18 @@ def test_init_compiled_without_backend_optimisation_gives_the_same_params():
 
 def test_dropout_only_in_training():
   config = tiny_config()
-  model = model_lib.build_model(config)
+  model = model_lib.build_model(plan_lib.resolve(config).model)
   params = model_lib.init_params(model, jax.random.key(0), IMAGE_SIZE)
   features = np.random.default_rng(0).normal(size=(8, 512)).astype(np.float32) * 50
   run = lambda train, rng: model.apply({'params': params}, features, train,
                                        method=model.head_only, rngs={'dropout': rng})
   np.testing.assert_array_equal(run(False, jax.random.key(1)), run(False, jax.random.key(2)))
   assert not np.allclose(run(True, jax.random.key(1)), run(True, jax.random.key(2)))
+
+
+def run_audit(config):
+  plan = plan_lib.resolve(config)
+  return audit.run_audit(plan.model, plan.data.image_size, plan.table2, plan.table2_pan)
 
 
 @pytest.mark.parametrize('factory, variant, expected', [
@@ -91,7 +97,7 @@ def test_dropout_only_in_training():
 ])
 def test_table2_counts(factory, variant, expected):
   config = factory(variant)
-  counts, table, mismatches, summary = audit.run_audit(config)
+  counts, table, mismatches, summary = run_audit(config)
   assert counts == expected
   assert mismatches == []
   assert '14,714,688' in table and '23,587,712' in table and '1,548' in table
@@ -105,7 +111,7 @@ def test_table2_counts(factory, variant, expected):
 def test_audit_flags_a_head_that_differs_from_the_paper():
   config = aadb.get_config()
   config.model.hidden_units = (256, 64)
-  counts, _, mismatches, _ = audit.run_audit(config)
+  counts, _, mismatches, _ = run_audit(config)
   assert counts['fully_connected'] == 512 * 256 + 256 + 256 * 64 + 64
   assert mismatches == ['fully_connected']
 
@@ -130,12 +136,13 @@ def test_loss_gradients_match_keras(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   config = tiny_config()
   config.model.dropout = 0.0
-  model = model_lib.build_model(config)
+  model = model_lib.build_model(plan_lib.resolve(config).model)
   keras_model = keras_reference.keras_multitask(IMAGE_SIZE, model.groups, dropout=0.0)
   path = tmp_path / 'multitask.weights.h5'
   keras_model.save_weights(path)
   config.model.backbone_weights = str(path)
-  params = model_lib.initial_params(config, model, jax.random.key(0))
+  plan = plan_lib.resolve(config)
+  params = model_lib.initial_params(plan.model, model, jax.random.key(0), IMAGE_SIZE)
   rng = np.random.default_rng(3)
   images = keras_reference.random_images(rng, 8, IMAGE_SIZE)
   targets = rng.uniform(size=(8, 12)).astype(np.float32)

@@ -20,11 +20,12 @@ import jax
 import numpy as np
 import pytest
 
-from aesthetix import checkpoint
-from aesthetix import input_pipeline
-from aesthetix import model as model_lib
-from aesthetix import train
-from aesthetix import workdir as workdir_lib
+from aesthetix.data import datasets
+from aesthetix.data import input_pipeline
+from aesthetix.results import experiment
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import checkpoint
+from tests import tiny
 from tests import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,10 +78,7 @@ def finish(procs, timeout=LAUNCH_TIMEOUT_S):
 
 
 def final_params(workdir):
-  config = checkpoint.trained_config(workdir)
-  model = model_lib.build_model(config)
-  like = model_lib.param_shapes(model, config.dataset.image_size)
-  return jax.tree_util.tree_leaves(checkpoint.restore_params(workdir, like))
+  return jax.tree_util.tree_leaves(checkpoint.load_trained(workdir)[2])
 
 
 def assert_same_params(a, b):
@@ -104,7 +102,7 @@ def config_for(data_dir):
 def data_dir(tmp_path_factory):
   """Built once, before the processes start (a multi-process run needs it built)."""
   path = tmp_path_factory.mktemp('mp_data')
-  input_pipeline.builder(config_for(path))
+  datasets.builder(tiny.plan(config_for(path)).data)
   return path
 
 
@@ -122,7 +120,7 @@ def one_process(data_dir, tmp_path_factory):
   """The same config on this process's two devices."""
   workdir = str(tmp_path_factory.mktemp('mp_one') / 'run')
   assert jax.process_count() == 1 and jax.local_device_count() == 2
-  train.train_and_evaluate(config_for(data_dir), workdir)
+  experiment.run(config_for(data_dir), workdir)
   return workdir
 
 
@@ -148,7 +146,7 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(
   np.testing.assert_array_equal(two['pred'], one['pred'])
   # 7 test examples over 2 processes (4 + 3): each id once, in the split's order.
   config = config_for(data_dir)
-  assert two['ids'].tolist() == input_pipeline.split_ids(config, 'test')
+  assert two['ids'].tolist() == input_pipeline.split_ids(tiny.plan(config).data, 'test')
   assert len(two['ids']) == tiny_config.SPLIT_SIZES['test']
 
 

@@ -5,19 +5,19 @@ import numpy as np
 import optax
 import pytest
 
-from aesthetix import input_pipeline
-from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
+from aesthetix.data import input_pipeline
+from aesthetix.model import multitask as model_lib
+from aesthetix.runtime import parallel
+from aesthetix.training import optim
+from aesthetix.training import steps
+from bench import keras_reference
 from configs import aadb
-from tests import keras_reference
 from tests import tiny
 
 
 def test_stage_labels_follow_the_paper():
   config = aadb.get_config()
-  params = model_lib.param_shapes(model_lib.build_model(config), 32)
+  params = model_lib.param_shapes(model_lib.build_model(tiny.plan(config).model), 32)
   for stage, trainable in (('stage1', set()), ('stage2', {'block4_conv2', 'block4_conv3'})):
     labels = optim.stage_labels(params, config[stage].trainable_layers)
     assert {k for k, v in labels['vgg16'].items() if v['kernel'] == optim.TRAIN} == trainable
@@ -26,7 +26,7 @@ def test_stage_labels_follow_the_paper():
 
 def test_unknown_trainable_layer_is_an_error():
   config = aadb.get_config()
-  params = model_lib.param_shapes(model_lib.build_model(config), 32)
+  params = model_lib.param_shapes(model_lib.build_model(tiny.plan(config).model), 32)
   with pytest.raises(ValueError, match='block4_conv9'):
     optim.stage_labels(params, ('block4_conv9',))
 
@@ -48,16 +48,16 @@ def tiny_config(tmp_path_factory):
 
 @pytest.mark.parametrize('stage_name', ['stage1', 'stage2'])
 def test_frozen_parameters_are_bit_identical_after_steps(tiny_config, stage_name):
-  config = tiny_config
-  stage = config[stage_name]
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
+  plan = tiny.plan(tiny_config)
+  stage = plan.stage(stage_name)
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(0))
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
   before = jax.device_get(state['params'])
   step = steps.make_train_step(model, optimizer, labels)
   replicated = parallel.replicate(steps.stage_state(state, optimizer))
-  batches = input_pipeline.train_batches(config, 'train', batch_size=tiny.BATCH_SIZE,
+  batches = input_pipeline.train_batches(plan.data, 'train', batch_size=tiny.BATCH_SIZE,
                                          epoch=0, seed=0)
   for batch, _ in parallel.prefetch(batches):
     replicated, _ = step(replicated, batch)
@@ -78,15 +78,17 @@ def _get(tree, names):
 
 def count_convolutions(config, stage_name):
   """Convolutions in the compiled train step of a stage (forward and backward)."""
-  stage = config[stage_name]
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
+  plan = tiny.plan(config)
+  stage = plan.stage(stage_name)
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(0))
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
-  step = steps.make_train_step(model, optimizer, labels, num_devices=1)
-  replicated = parallel.replicate(steps.stage_state(state, optimizer), num_devices=1)
-  batch = next(input_pipeline.train_batches(config, 'train', batch_size=2, epoch=0, seed=0))
-  hlo = step.compile(replicated, parallel.put_batch(batch, num_devices=1)).as_text()
+  step = steps.make_train_step(model, optimizer, labels)
+  replicated = parallel.replicate(steps.stage_state(state, optimizer))
+  batch = next(input_pipeline.train_batches(plan.data, 'train', batch_size=2, epoch=0, seed=0))
+  # The per-device program: every device runs these convolutions on its rows.
+  hlo = step.compile(replicated, parallel.put_batch(batch)).as_text()
   return hlo.count(' convolution(')
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from aesthetix import stats
+from aesthetix.results import stats
 from bench import paired
 
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aesthetix import parallel
+from aesthetix.runtime import errors
+from aesthetix.runtime import parallel
 
 
 def conv_step(params, batch):
@@ -69,7 +70,7 @@ def test_batches_split_over_devices_and_come_back_in_order():
 
 
 def test_an_uneven_batch_is_refused_with_the_device_count():
-  with pytest.raises(ValueError, match='Batch size 7 does not split evenly over 1 '
+  with pytest.raises(errors.ConfigError, match='Batch size 7 does not split evenly over 1 '
                      r'process\(es\) x 2 device\(s\)'):
     parallel.host_batch_size(7)
   assert parallel.host_batch_size(8) == 8

@@ -1,5 +1,6 @@
 """Scoring folders of photos: formats, conversions, unreadable files, outputs, copied workdirs."""
 
+import csv
 import json
 import os
 import shutil
@@ -9,12 +10,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from aesthetix import images
-from aesthetix import input_pipeline
-from aesthetix import predict
-from aesthetix import preflight
-from aesthetix import scorer
-from aesthetix import targets
+from aesthetix.data import image_files
+from aesthetix.data import images
+from aesthetix.data import input_pipeline
+from aesthetix.data import targets
+from aesthetix.serving import predict
+from aesthetix.serving import scorer
 from tests import progress_recorder
 from tests import trained_workdir
 
@@ -78,6 +79,17 @@ def scored(trained, photos, tmp_path_factory):
   return summary, output
 
 
+def read_scores(path):
+  """The rows `predict.write_scores` wrote (CSV or JSON), scores as float or None."""
+  with open(path, newline='') as f:
+    if path.lower().endswith('.json'):
+      return json.load(f)
+    rows = list(csv.DictReader(f))
+  parse = lambda k, v: v if k in (predict.PATH_COLUMN, predict.ERROR_COLUMN) else (
+      float(v) if v != '' else None)
+  return [{k: parse(k, v) for k, v in row.items()} for row in rows]
+
+
 def by_name(rows):
   return {os.path.basename(r[predict.PATH_COLUMN]): r for r in rows}
 
@@ -109,18 +121,18 @@ def test_load_image_names_the_file_and_the_reason(photos, name):
 
 
 def test_a_jpeg_reaches_the_model_as_training_images_do(trained, photos):
-  config, _ = trained
+  plan, _ = trained
   encoded = open(photos / 'rgb.jpg', 'rb').read()
-  size = config.dataset.image_size
+  size = plan.data.image_size
   np.testing.assert_array_equal(
-      images.model_input(images.load_image(photos / 'rgb.jpg'), config),
-      input_pipeline.decode_and_resize(encoded, False, size, config.dataset.resize_method))
+      images.model_input(images.load_image(photos / 'rgb.jpg'), plan.data),
+      input_pipeline.decode_and_resize(encoded, False, size, plan.data.resize_method))
 
 
 def test_every_file_gets_a_row_and_bad_ones_an_error(scored, photos):
   summary, output = scored
-  rows = by_name(predict.read_scores(output))
-  expected = {os.path.basename(p) for p in preflight.find_images(str(photos))}
+  rows = by_name(read_scores(output))
+  expected = {os.path.basename(p) for p in image_files.find_images(str(photos))}
   assert set(rows) == expected and '.hidden.jpg' not in rows
   assert summary['failed'] == len(BAD_FILES) and summary['scored'] == len(rows) - len(BAD_FILES)
   assert summary['images_per_second'] > 0
@@ -130,7 +142,7 @@ def test_every_file_gets_a_row_and_bad_ones_an_error(scored, photos):
       assert BAD_FILES[name] in row['error'] and all(row[n] is None for n in names)
     else:
       assert row['error'] == ''
-      lo, hi = targets.ranges('synthetic_aesthetics', len(names))
+      lo, hi = targets.spec('synthetic_aesthetics').bounds(len(names))
       assert np.all((np.array([row[n] for n in names]) >= lo) &
                     (np.array([row[n] for n in names]) <= hi))
   # The rotated photo is scored as its upright twin; lossless copies as the original.
@@ -143,12 +155,12 @@ def test_csv_and_json_have_the_same_columns_and_rows(scored, trained, photos, tm
   summary, csv_path = scored
   _, workdir = trained
   header = open(csv_path).readline().strip().split(',')
-  assert header == ['path', 'score', *targets.output_names('synthetic_aesthetics')[1:], 'error']
+  assert header == ['path', 'score', *targets.spec('synthetic_aesthetics').output_names[1:], 'error']
   json_path = str(tmp_path / 'scores.json')
   predict.predict_workdir(workdir, str(photos), json_path, progress=False)
   records = json.load(open(json_path))
   assert all(list(r) == header for r in records)
-  from_csv = predict.read_scores(csv_path)
+  from_csv = read_scores(csv_path)
   for a, b in zip(from_csv, records):
     assert a['path'] == b['path'] and (a['error'] or None) == b['error']
     for n in summary['outputs']:
@@ -172,11 +184,11 @@ def test_a_copied_workdir_scores_alike_without_the_dataset(scored, trained, phot
 
 
 def test_find_images_takes_a_file_a_folder_or_a_glob(photos):
-  assert preflight.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
-  assert preflight.find_images(str(photos / '**' / '*.png')) == sorted(
+  assert image_files.find_images(str(photos / 'rgb.jpg')) == [str(photos / 'rgb.jpg')]
+  assert image_files.find_images(str(photos / '**' / '*.png')) == sorted(
       str(p) for p in photos.rglob('*.png'))
   with pytest.raises(FileNotFoundError, match='matches no files'):
-    preflight.find_images(str(photos / '*.heic'))
+    image_files.find_images(str(photos / '*.heic'))
 
 
 def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
@@ -197,7 +209,7 @@ def test_scoring_reports_progress_and_a_steady_rate(trained, photos, tmp_path, m
   _, workdir = trained
   recorder = progress_recorder.Recorder()
   monkeypatch.setattr(predict.progress_lib, 'bar', recorder)
-  files = preflight.find_images(str(photos))
+  files = image_files.find_images(str(photos))
   summary = predict.predict_workdir(workdir, str(photos), str(tmp_path / 's.csv'),
                                     batch_size=4)
   bar, = recorder.bars
@@ -207,11 +219,11 @@ def test_scoring_reports_progress_and_a_steady_rate(trained, photos, tmp_path, m
 
 
 def test_the_scoring_batch_fits_any_device_count(trained):
-  config, _ = trained
-  assert config.eval_batch_size == 8
-  assert scorer.batch_size_for(config, devices=3) == 9
-  assert scorer.batch_size_for(config, devices=2) == 8
-  assert scorer.batch_size_for(config, devices=3, batch_size=64) == 66
+  plan, _ = trained
+  assert plan.eval_batch_size == 8
+  assert scorer.batch_size_for(plan, devices=3) == 9
+  assert scorer.batch_size_for(plan, devices=2) == 8
+  assert scorer.batch_size_for(plan, devices=3, batch_size=64) == 66
 
 
 def test_few_photos_are_padded_to_a_power_of_two_not_a_full_batch():

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aesthetix import audit
-from aesthetix import gradcam
-from aesthetix import predict
-from aesthetix import scorer as scorer_lib
+from aesthetix.model import audit
+from aesthetix.serving import gradcam
+from aesthetix.serving import predict
+from aesthetix.serving import scorer as scorer_lib
+from aesthetix.training import plan as plan_lib
 from configs import rated_photos as rated_config
 from data_builders.rated_photos import rated_photos_dataset_builder as rated
 from data_builders.rated_photos import ratings
@@ -99,14 +100,16 @@ def test_grad_cam_takes_the_users_output_names(trained, tmp_path):
                                             str(tmp_path / 'cams'), target='mood')
   assert len(written) == len(list((photos / 'shoots' / 'day0').iterdir())) and not failed
   with pytest.raises(ValueError, match='sharpness'):
-    gradcam.target_index(scorer_lib.Scorer.from_workdir(str(workdir)).config, 'Light')
+    gradcam.target_index(scorer_lib.Scorer.from_workdir(str(workdir)).names, 'Light')
 
 
 def test_the_audit_compares_what_table2_has_for_a_users_outputs(tmp_path):
   photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
   config = rated_config.get_config()
   config.dataset.manual_dir = str(photos)
-  counts, _, mismatches, summary = audit.run_audit(config)
+  plan = plan_lib.resolve(config)
+  counts, _, mismatches, summary = audit.run_audit(plan.model, plan.data.image_size,
+                                                   plan.table2, plan.table2_pan)
   assert mismatches == [] and 'no output layer' in summary
   assert counts['output'] == 64 * len(NAMES) + len(NAMES)
 

@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from aesthetix import metrics
-from aesthetix import paper
-from aesthetix import report
-from aesthetix import targets
-from aesthetix import workdir as workdir_lib
+from aesthetix.results import paper
+from aesthetix.results import report
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import metrics
+from aesthetix.training import plan as plan_lib
 from configs import aadb
 from configs import demo
 from configs import eva
@@ -22,8 +22,9 @@ from configs import paper_numbers
 
 def fake_workdir(path, config, true_overall, seed=0):
   """Test predictions of both stages; the overall truth is `true_overall`."""
-  names = targets.model_output_names(config)
-  lo, hi = targets.ranges(config.dataset.name, len(names))
+  plan = plan_lib.resolve(config)
+  names = plan.output_names
+  lo, hi = plan.data.targets.bounds(len(names))
   rng = np.random.default_rng(seed)
   n = len(true_overall)
   true = (lo + (hi - lo) * rng.random((n, len(names)))).astype(np.float32)
@@ -45,7 +46,7 @@ def truth_with_the_papers_counts(table):
 def intervals_report(config, path, table):
   """(results, report text) of a fake workdir whose truth has `table`'s counts."""
   results = report.build_results(
-      config, fake_workdir(path, config, truth_with_the_papers_counts(table)))
+      plan_lib.resolve(config), fake_workdir(path, config, truth_with_the_papers_counts(table)))
   assert [r['count'] for r in results['score_intervals']] == [row[3] for row in table]
   return results, report.markdown(results)
 
@@ -83,20 +84,20 @@ def test_eva_report_uses_tables_8_9_and_10(tmp_path):
 def test_single_task_and_separate_outputs_get_their_own_numbers(tmp_path):
   single = aadb.get_config('single_task')
   workdir = fake_workdir(tmp_path / 'single', single, aadb_table3_truth())
-  text = report.markdown(report.build_results(single, workdir))
+  text = report.markdown(report.build_results(plan_lib.resolve(single), workdir))
   assert '| The paper (single task) | 0.6890 |' in text and 'paper |' not in text.split(
       'Spearman rho per output')[1].splitlines()[2]
   separate = aadb.get_config('separate_outputs')
   workdir = fake_workdir(tmp_path / 'separate', separate, aadb_table3_truth())
-  text = report.markdown(report.build_results(separate, workdir))
+  text = report.markdown(report.build_results(plan_lib.resolve(separate), workdir))
   assert 'The paper reports no separate output layers model on aadb.' in text
-  assert paper.variant(separate) == paper.SEPARATE
+  assert paper.variant(plan_lib.resolve(separate).model) == paper.SEPARATE
 
 
 def test_the_synthetic_set_has_no_paper_column(tmp_path):
   config = demo.get_config()
   workdir = fake_workdir(tmp_path, config, np.linspace(0, 1, 50, dtype=np.float32))
-  results = report.build_results(config, workdir)
+  results = report.build_results(plan_lib.resolve(config), workdir)
   text = report.markdown(results)
   assert 'has no paper column' in text and 'The paper (' not in text
   assert [r['lo'] for r in results['score_intervals']] == pytest.approx(
@@ -109,5 +110,5 @@ def test_a_cross_dataset_evaluation_sits_beside_table_11(tmp_path):
   workdir_lib.write_json(os.path.join(workdir, 'evaluation_eva_test.json'), dict(
       trained_on='aadb', evaluated_on='eva', split='test',
       metrics={'score': dict(spearman=0.3, n=570)}))
-  text = report.markdown(report.build_results(config, workdir))
+  text = report.markdown(report.build_results(plan_lib.resolve(config), workdir))
   assert '| eva | 0.3000 | 570 | 0.321 |' in text

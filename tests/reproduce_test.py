@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from aesthetix import reproduce
-from aesthetix import stats
-from aesthetix import train
+from aesthetix.results import experiment
+from aesthetix.results import reproduce
+from aesthetix.results import stats
+from aesthetix.runtime import workdir as workdir_lib
 from configs import reproduce as reproduce_config
 from tests import fixtures_data
 
@@ -40,7 +41,7 @@ class Stop(Exception):
 def reproduced(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp('reproduce')
   spec, workdir = tiny_spec(tmp_path), str(tmp_path / 'W')
-  real, trained = train.train_and_evaluate, []
+  real, trained = experiment.run, []
 
   def stop_at_the_fourth_run(config, path):
     if len(trained) == 3:
@@ -49,12 +50,12 @@ def reproduced(tmp_path_factory):
     return real(config, path)
 
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train, 'train_and_evaluate', stop_at_the_fourth_run)
+    patch.setattr(experiment, 'run', stop_at_the_fourth_run)
     with pytest.raises(Stop):
       reproduce.run(spec, workdir, SEEDS)
   first = list(trained)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train, 'train_and_evaluate', lambda c, p: trained.append(p) or real(c, p))
+    patch.setattr(experiment, 'run', lambda c, p: trained.append(p) or real(c, p))
     summary = reproduce.run(spec, workdir, SEEDS)
   return summary, workdir, first, trained[len(first):]
 
@@ -74,7 +75,7 @@ def test_one_cache_pass_per_dataset(reproduced):
   summary, workdir, _, _ = reproduced
   assert summary['cache_passes'] == {'aadb': 1, 'eva': 1}
   for dataset in ('aadb', 'eva'):
-    files = os.listdir(os.path.join(workdir, reproduce.CACHE_DIR, dataset))
+    files = os.listdir(os.path.join(workdir, workdir_lib.SHARED_CACHES_DIR, dataset))
     keys = {name.split('-')[:3][2] for name in files if name.endswith('.npy')}
     kinds = {tuple(name.split('-')[:2]) for name in files if name.endswith('.npy')}
     # One file per split and kind: every run read the first run's cache.

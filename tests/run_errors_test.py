@@ -6,7 +6,7 @@ import shutil
 from absl import flags
 import pytest
 
-from aesthetix import workdir as workdir_lib
+from aesthetix.runtime import workdir as workdir_lib
 from tests import trained_workdir
 from tests import workdir_test
 

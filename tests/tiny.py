@@ -1,5 +1,6 @@
 """A tiny synthetic dataset and demo config for the training tests."""
 
+from aesthetix.training import plan as plan_lib
 from configs import demo
 
 IMAGE_SIZE = 32
@@ -19,3 +20,8 @@ def config(data_dir, stage1_epochs=2, stage2_epochs=2):
   # 3 steps per epoch: let stage 2's decay act within the test.
   c.stage2.decay_steps = 2
   return c
+
+
+def plan(config):
+  """The resolved `Plan` of a config (what the library's functions take)."""
+  return plan_lib.resolve(config)

@@ -10,14 +10,16 @@ import jax
 import numpy as np
 import pytest
 
-from aesthetix import checkpoint
-from aesthetix import input_pipeline
-from aesthetix import model as model_lib
-from aesthetix import optim
-from aesthetix import parallel
-from aesthetix import steps
-from aesthetix import train
-from aesthetix import workdir as workdir_lib
+from aesthetix.data import input_pipeline
+from aesthetix.model import multitask as model_lib
+from aesthetix.results import evaluate
+from aesthetix.results import experiment
+from aesthetix.runtime import parallel
+from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import checkpoint
+from aesthetix.training import optim
+from aesthetix.training import steps
+from aesthetix.training import train
 from tests import fixtures_data
 from tests import tiny
 
@@ -42,7 +44,7 @@ def make_config(data_dir):
 def finished_run(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('run'))
   assert jax.local_device_count() == 2
-  train.train_and_evaluate(make_config(data_dir), workdir)
+  experiment.run(make_config(data_dir), workdir)
   return workdir
 
 
@@ -53,8 +55,9 @@ def wrap_train_batches(monkeypatch, wrapper):
 
 
 def final_params(config, workdir):
-  model = model_lib.build_model(config)
-  like = model_lib.param_shapes(model, config.dataset.image_size)
+  plan = tiny.plan(config)
+  model = model_lib.build_model(plan.model)
+  like = model_lib.param_shapes(model, plan.data.image_size)
   return checkpoint.restore_params(workdir, like)
 
 
@@ -63,7 +66,8 @@ def test_run_leaves_checkpoints_results_and_report(finished_run, data_dir):
   assert {'checkpoints', 'config.json', 'metrics.jsonl', 'results.json', 'report.md',
           'splits'} <= files
   with open(os.path.join(finished_run, 'splits', 'test.txt')) as f:
-    assert f.read().split() == input_pipeline.split_ids(make_config(data_dir), 'test')
+    assert f.read().split() == input_pipeline.split_ids(tiny.plan(make_config(data_dir)).data,
+                                                        'test')
   mngr = checkpoint.manager(finished_run, read_only=True)
   assert mngr.latest_step() == STAGE1_EPOCHS + STAGE2_EPOCHS
   with open(os.path.join(finished_run, 'results.json')) as f:
@@ -99,9 +103,9 @@ def test_resume_after_a_kill_mid_stage_gives_identical_params(finished_run, data
   with monkeypatch.context() as patch:
     wrap_train_batches(patch, then_kill)
     with pytest.raises(Interrupted):
-      train.train_and_evaluate(config, workdir)
+      experiment.run(config, workdir)
   assert checkpoint.manager(workdir, read_only=True).latest_step() == STAGE1_EPOCHS
-  train.train_and_evaluate(config, workdir)
+  experiment.run(config, workdir)
 
   resumed, uninterrupted = final_params(config, workdir), final_params(config, finished_run)
   for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(uninterrupted)):
@@ -115,8 +119,8 @@ def test_workdir_of_another_config_is_refused(finished_run, data_dir):
   config = make_config(data_dir)
   config.model.dropout = 0.5
   before = sorted(os.listdir(os.path.join(finished_run, 'checkpoints')))
-  with pytest.raises(checkpoint.IncompatibleWorkdirError, match='model.dropout'):
-    train.train_and_evaluate(config, finished_run)
+  with pytest.raises(workdir_lib.IncompatibleWorkdirError, match='model.dropout'):
+    experiment.run(config, finished_run)
   assert sorted(os.listdir(os.path.join(finished_run, 'checkpoints'))) == before
 
 
@@ -133,30 +137,57 @@ def test_nan_loss_stops_with_last_good_checkpoint(data_dir, tmp_path, monkeypatc
 
   wrap_train_batches(monkeypatch, poison)
   with pytest.raises(train.NonFiniteLossError, match='stage1, epoch 2'):
-    train.train_and_evaluate(config, str(tmp_path))
+    experiment.run(config, str(tmp_path))
   assert checkpoint.manager(str(tmp_path), read_only=True).latest_step() == 1
 
 
-def test_two_devices_match_one_device(data_dir):
+# One device's training steps, in a process of its own (a device count is
+# fixed when JAX starts): the same batches as `two_device_params`.
+ONE_DEVICE_STEPS = """
+import os, sys
+os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=1'
+sys.path.insert(0, {repo!r})
+import numpy as np
+from tests import train_test
+np.savez({out!r}, *train_test.stage2_params({data!r}))
+"""
+
+
+def stage2_params(data_dir):
+  """Host params after stage 2's steps over one epoch (one padded batch), dropout
+  off, on every device of this process; and the count of the last step."""
   config = make_config(data_dir)
   config.model.dropout = 0.0  # Dropout masks depend on how a batch is split.
-  stage = config.stage2
-  model = model_lib.build_model(config)
-  state = steps.initial_state(config, model, jax.random.PRNGKey(0))
+  plan = tiny.plan(config)
+  stage = plan.stage('stage2')
+  model = model_lib.build_model(plan.model)
+  state = steps.initial_state(plan, model, jax.random.PRNGKey(0))
   optimizer = optim.stage_optimizer(stage, state['params'])
   labels = optim.stage_labels(state['params'], stage.trainable_layers)
-  batches = list(input_pipeline.train_batches(config, 'train', batch_size=tiny.BATCH_SIZE,
+  batches = list(input_pipeline.train_batches(plan.data, 'train', batch_size=tiny.BATCH_SIZE,
                                               epoch=0, seed=0))
   batches[-1]['mask'][-3:] = False  # A padded batch: the loss must ignore masked rows.
-  results = {}
-  for n in (1, 2):
-    step = steps.make_train_step(model, optimizer, labels, num_devices=n)
-    s = parallel.replicate(steps.stage_state(state, optimizer), num_devices=n)
-    for batch in batches:
-      s, m = step(s, parallel.put_batch(batch, num_devices=n))
-    results[n] = parallel.unreplicate(s)['params']
-    assert float(parallel.unreplicate(m)['count']) == tiny.BATCH_SIZE - 3
-  for a, b in zip(jax.tree_util.tree_leaves(results[1]), jax.tree_util.tree_leaves(results[2])):
+  step = steps.make_train_step(model, optimizer, labels)
+  s = parallel.replicate(steps.stage_state(state, optimizer))
+  for batch in batches:
+    s, m = step(s, parallel.put_batch(batch))
+  leaves = jax.tree_util.tree_leaves(parallel.unreplicate(s)['params'])
+  return leaves + [np.asarray(parallel.unreplicate(m)['count'])]
+
+
+def test_two_devices_match_one_device(data_dir, tmp_path):
+  assert jax.device_count() == 2
+  two = stage2_params(data_dir)
+  out = str(tmp_path / 'one_device.npz')
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  subprocess.run([sys.executable, '-c', ONE_DEVICE_STEPS.format(repo=repo, out=out,
+                                                                data=str(data_dir))],
+                 check=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  with np.load(out) as f:
+    one = [f[f'arr_{i}'] for i in range(len(f.files))]
+  assert len(one) == len(two)
+  assert float(one[-1]) == float(two[-1]) == tiny.BATCH_SIZE - 3
+  for a, b in zip(one[:-1], two[:-1]):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -166,7 +197,7 @@ def test_training_on_caches_matches_training_on_images(finished_run, data_dir, t
   config = make_config(data_dir)
   config.feature_cache = config.prefix_cache = False
   workdir = str(tmp_path / 'images')
-  train.train_and_evaluate(config, workdir)
+  experiment.run(config, workdir)
   assert not os.path.exists(os.path.join(workdir, 'feature_cache'))
   cached = os.listdir(os.path.join(finished_run, 'feature_cache'))
   assert {name.split('-')[:2][1] for name in cached} == {'features', 'prefix'}
@@ -177,14 +208,14 @@ def test_training_on_caches_matches_training_on_images(finished_run, data_dir, t
 
 
 def test_evaluate_mode_repeats_the_test_and_crosses_datasets(finished_run, tmp_path):
-  again, path = train.evaluate_workdir(finished_run)
+  again, path = evaluate.evaluate_workdir(finished_run)
   with open(os.path.join(finished_run, 'results.json')) as f:
     assert again['metrics'] == json.load(f)['stages']['stage2']
   assert os.path.exists(path)
 
   # Table 11: the synthetic (AADB-layout) model on EVA's overall score.
   votes = fixtures_data.make_eva(tmp_path / 'manual', n_images=12, n_unvoted=2, parts=3)
-  cross, path = train.evaluate_workdir(
+  cross, path = evaluate.evaluate_workdir(
       finished_run, 'eva', data_dir=str(tmp_path / 'data'),
       manual_dir=str(tmp_path / 'manual'),
       builder_kwargs=dict(num_test=4, num_validation=2))
@@ -205,14 +236,14 @@ def test_collapsed_predictions_stop_the_run_and_a_stage2_change_resumes_from_sta
   config.stage2.learning_rate = 10.0  # Saturates every sigmoid within an epoch.
   with pytest.raises(train.CollapsedPredictionsError,
                      match=r'stage2, epoch 1/2: 12 of 12 outputs .* checkpoint 3 is kept'):
-    train.train_and_evaluate(config, workdir)
-  assert checkpoint.checkpoint_numbers(workdir)[-1] == STAGE1_EPOCHS
+    experiment.run(config, workdir)
+  assert workdir_lib.checkpoint_numbers(workdir)[-1] == STAGE1_EPOCHS
 
-  train.train_and_evaluate(make_config(data_dir), workdir)  # The paper's rate again.
+  experiment.run(make_config(data_dir), workdir)  # The paper's rate again.
   for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
                   jax.tree_util.tree_leaves(final_params(config, finished_run))):
     np.testing.assert_array_equal(a, b)
-  change, = checkpoint.stored_changes(workdir)
+  change, = workdir_lib.stored_changes(workdir)
   assert change['fields'] == {'stage2.learning_rate': [10.0, 1e-4]}
   report = open(os.path.join(workdir, 'report.md')).read()
   assert '## Config changes' in report and '`stage2.learning_rate` 10.0 -> 0.0001' in report
@@ -252,8 +283,8 @@ def killed_in_stage2(data_dir, tmp_path_factory):
   with pytest.MonkeyPatch.context() as patch:
     wrap_train_batches(patch, kill_in_stage2)
     with pytest.raises(Interrupted):
-      train.train_and_evaluate(make_config(data_dir), workdir)
-  assert checkpoint.checkpoint_numbers(workdir)[-1] == STAGE1_EPOCHS + 1
+      experiment.run(make_config(data_dir), workdir)
+  assert workdir_lib.checkpoint_numbers(workdir)[-1] == STAGE1_EPOCHS + 1
   return workdir
 
 
@@ -265,22 +296,23 @@ def test_a_damaged_newest_checkpoint_is_skipped_kept_and_resumed_before(
   newest = STAGE1_EPOCHS + 1
   damage_checkpoint(workdir, newest, how)
   config = make_config(data_dir)
+  plan = tiny.plan(config)
   # predict's path: the newest params that restore, without moving anything (a
   # checkpoint without its meta item still has whole params).
-  model = model_lib.build_model(config)
-  like = model_lib.param_shapes(model, config.dataset.image_size)
+  model = model_lib.build_model(plan.model)
+  like = model_lib.param_shapes(model, plan.data.image_size)
   params = checkpoint.restore_params(workdir, like)
   expected = checkpoint.restore_params(workdir, like,
                                        number=newest if how == 'no_meta' else newest - 1)
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected)):
     np.testing.assert_array_equal(a, b)
   if how != 'truncated':  # One resume to the end suffices; the others stop at the choice.
-    fresh = steps.initial_state(config, model, jax.random.PRNGKey(config.seed))
-    mngr = checkpoint.manager(workdir, max_to_keep=config.checkpoint_max_to_keep)
-    assert train.restore_latest(config, workdir, mngr, fresh)[:2] == (0, STAGE1_EPOCHS)
+    fresh = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
+    mngr = checkpoint.manager(workdir, max_to_keep=plan.checkpoint_max_to_keep)
+    assert train.restore_latest(plan, workdir, mngr, fresh)[:2] == (0, STAGE1_EPOCHS)
     assert os.listdir(os.path.join(workdir, 'damaged'))[0].startswith(f'checkpoint-{newest}.')
     return
-  train.train_and_evaluate(config, workdir)
+  experiment.run(config, workdir)
   assert os.listdir(os.path.join(workdir, 'damaged'))[0].startswith(f'checkpoint-{newest}.')
   for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
                   jax.tree_util.tree_leaves(final_params(config, finished_run))):
@@ -310,7 +342,7 @@ def test_a_damaged_predictions_file_is_moved_aside_and_predicted_again(finished_
   path = workdir_lib.prediction_path(workdir, 'stage2', 'test')
   data = open(path, 'rb').read()
   open(path, 'wb').write(data[:100])
-  train.train_and_evaluate(make_config(data_dir), workdir)
+  experiment.run(make_config(data_dir), workdir)
   assert any(n.startswith('stage2_test.npz.') for n in os.listdir(
       os.path.join(workdir, 'damaged')))
   with open(os.path.join(workdir, 'results.json')) as f, \

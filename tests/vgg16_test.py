@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aesthetix import keras_weights
-from aesthetix import model as model_lib
-from aesthetix import vgg16
-from tests import keras_reference
+from aesthetix.model import keras_weights
+from aesthetix.model import multitask as model_lib
+from aesthetix.model import vgg16
+from bench import keras_reference
 
 IMAGE_SIZE = 32  # Passes through all five blocks (1x1 after block5_pool).
 VGG16_PARAMS = 14_714_688  # Table 2 of the paper; also Keras' own summary.

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from aesthetix import workdir
+from aesthetix.runtime import workdir
 
 
 def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -68,7 +68,7 @@ def test_move_aside_keeps_what_it_moves(tmp_path):
 HOLD_LOCK = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from aesthetix import workdir
+from aesthetix.runtime import workdir
 workdir.Lock({path!r}).acquire()
 print('locked', flush=True)
 time.sleep(600)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aesthetix import parallel
+from aesthetix.runtime import parallel
 from bench import xla_cpu_options as options
 
 SIZE, BATCH = 32, 2  # 32x32 passes through all five VGG16 blocks.
@@ -15,7 +15,8 @@ def compiled_text(variant):
   """The optimised HLO of a small convolution compiled with `variant`'s options."""
   conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), 'SAME', dimension_numbers=options.NHWC))
-  lowered = conv.lower(jnp.zeros((1, 8, 8, 16)), jnp.zeros((3, 3, 16, 16)))
+  # 64 channels: XLA leaves a convolution smaller than about this one to itself.
+  lowered = conv.lower(jnp.zeros((1, 16, 16, 64)), jnp.zeros((3, 3, 64, 64)))
   with options.options_in_place(options.compile_options(variant)):
     return parallel.compile_lowered(lowered).as_text()
 
@@ -31,14 +32,14 @@ def test_a_variants_options_reach_the_program_train_compiles():
 
 
 def test_the_layout_reimplementation_computes_the_models_numbers():
-  config, model, state, images, targets = options.setup(SIZE, 'float32', BATCH)
+  plan, model, state, images, targets = options.setup(SIZE, 'float32', BATCH)
   _, features = options.forward_program(model, state['params'], images)
   for layout in (options.NHWC, options.NCHW):
     _, ours = options.layout_forward_program(state, images, layout)
     np.testing.assert_allclose(ours, features, rtol=1e-5, atol=1e-5)
   updates = {}
   for layout in (options.NHWC, options.NCHW):
-    step, updates[layout] = options.layout_step_program(config, model, state, images,
+    step, updates[layout] = options.layout_step_program(plan, model, state, images,
                                                         targets, layout)
     step()
     step()

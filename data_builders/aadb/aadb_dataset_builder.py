@@ -20,12 +20,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 try:
-  from aesthetix import targets
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders import manual_files
 except ImportError:  # `tfds build data_builders/aadb` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from aesthetix import targets
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders import manual_files
 
@@ -62,25 +62,25 @@ def parse_label_file(text, origin, lo, hi):
       continue
     where = f'{origin}, line {line_no}'
     if len(fields) != 2:
-      raise ValueError(
+      raise manual_files.DataFileError(
           f'{where}: expected "<image name> <value>", got {line.strip()!r}. '
           'Restore the file from the original imgListFiles_label download.')
     name, text_value = fields
     try:
       value = float(text_value)
     except ValueError:
-      raise ValueError(f'{where}: value {text_value!r} is not a number. Restore '
+      raise manual_files.DataFileError(f'{where}: value {text_value!r} is not a number. Restore '
                        'the file from the original download.') from None
     if not lo <= value <= hi:
-      raise ValueError(f'{where}: value {value} outside [{lo}, {hi}]. Restore the '
+      raise manual_files.DataFileError(f'{where}: value {value} outside [{lo}, {hi}]. Restore the '
                        'file from the original download.')
     if name in values:
-      raise ValueError(f'{where}: {name} is listed again (first on line '
+      raise manual_files.DataFileError(f'{where}: {name} is listed again (first on line '
                        f'{first_line[name]}). Restore the file from the original '
                        'download.')
     values[name], first_line[name] = value, line_no
   if not values:
-    raise ValueError(f'{origin}: no labels. Restore the file from the original download.')
+    raise manual_files.DataFileError(f'{origin}: no labels. Restore the file from the original download.')
   return values
 
 
@@ -105,7 +105,7 @@ def read_phase_labels(labels, phase):
     if column.keys() != first.keys():
       only_here = sorted(column.keys() - first.keys())
       only_there = sorted(first.keys() - column.keys())
-      raise ValueError(
+      raise manual_files.DataFileError(
           f'{origin} and {first_origin} list different images (only in the '
           f'first: {only_here[:3]}, only in the second: {only_there[:3]}). '
           'Restore both files from the original download.')

@@ -23,13 +23,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 try:
-  from aesthetix import targets
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders import manual_files
   from data_builders.eva import eva_split
 except ImportError:  # `tfds build data_builders/eva` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from aesthetix import targets
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders import manual_files
   from data_builders.eva import eva_split
@@ -62,7 +62,7 @@ def parse_votes(text, origin):
   header = next(rows, None)
   needed = ('image_id', *spec.output_names)
   if header is None or any(c not in header for c in needed):
-    raise ValueError(
+    raise manual_files.DataFileError(
         f'{origin}, line 1: expected a header with columns {needed} separated by '
         f'{VOTES_DELIMITER!r}, got {header}. Use votes_filtered.csv as released.')
   at = {c: header.index(c) for c in needed}
@@ -72,7 +72,7 @@ def parse_votes(text, origin):
       continue
     where = f'{origin}, line {line_no}'
     if len(row) <= max(at.values()):
-      raise ValueError(f'{where}: expected {len(header)} fields separated by '
+      raise manual_files.DataFileError(f'{where}: expected {len(header)} fields separated by '
                        f'{VOTES_DELIMITER!r}, got {len(row)}. Restore the file '
                        'from the original download.')
     image_id = row[at['image_id']].strip()
@@ -82,17 +82,17 @@ def parse_votes(text, origin):
       try:
         value = float(row[at[name]])
       except ValueError:
-        raise ValueError(f'{where}: {name} {row[at[name]]!r} is not a number. '
+        raise manual_files.DataFileError(f'{where}: {name} {row[at[name]]!r} is not a number. '
                          'Restore the file from the original download.') from None
       if not lo <= value <= hi:
-        raise ValueError(f'{where}: {name} {value} outside [{lo}, {hi}]. Restore '
+        raise manual_files.DataFileError(f'{where}: {name} {value} outside [{lo}, {hi}]. Restore '
                          'the file from the original download.')
       values.append(value)
     if not image_id:
-      raise ValueError(f'{where}: empty image_id.')
+      raise manual_files.DataFileError(f'{where}: empty image_id.')
     votes.setdefault(image_id, []).append(values)
   if not votes:
-    raise ValueError(f'{origin}: no votes. Use votes_filtered.csv as released.')
+    raise manual_files.DataFileError(f'{origin}: no votes. Use votes_filtered.csv as released.')
   return {i: np.array(v, np.float64) for i, v in votes.items()}
 
 
@@ -109,7 +109,7 @@ def parse_categories(text, origin):
   rows = csv.reader(io.StringIO(text))
   header = [h.strip() for h in next(rows, [])]
   if header[:2] != ['image_id', 'sort']:
-    raise ValueError(f'{origin}, line 1: expected header "image_id","sort", got '
+    raise manual_files.DataFileError(f'{origin}, line 1: expected header "image_id","sort", got '
                      f'{header}. Use image_content_category.csv as released.')
   lo, hi = CATEGORY_RANGE
   categories = {}
@@ -119,11 +119,11 @@ def parse_categories(text, origin):
     try:
       image_id, category = row[0].strip(), int(float(row[1]))
     except (IndexError, ValueError):
-      raise ValueError(f'{origin}, line {line_no}: expected "<image_id>","<1..6>", '
+      raise manual_files.DataFileError(f'{origin}, line {line_no}: expected "<image_id>","<1..6>", '
                        f'got {row}. Restore the file from the original '
                        'download.') from None
     if not lo <= category <= hi:
-      raise ValueError(f'{origin}, line {line_no}: category {category} outside '
+      raise manual_files.DataFileError(f'{origin}, line {line_no}: category {category} outside '
                        f'{lo}..{hi}.')
     categories[image_id] = category
   return categories
@@ -205,7 +205,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       ids = eva_split.split_ids(list(stats), num_test=self.num_test,
                                 num_validation=self.num_validation)
     except ValueError as e:
-      raise ValueError(
+      raise manual_files.DataFileError(
           f'EVA split of the {len(stats)} images with votes in {votes_path}: {e} '
           'The default sizes are the paper\'s, for the full release; for a subset '
           'pass Builder(num_test=..., num_validation=...).') from e

@@ -33,15 +33,15 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 try:
-  from aesthetix import images as images_lib
-  from aesthetix import targets
+  from aesthetix.data import images as images_lib
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders import manual_files
   from data_builders.rated_photos import ratings
 except ImportError:  # `tfds build data_builders/rated_photos` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from aesthetix import images as images_lib
-  from aesthetix import targets
+  from aesthetix.data import images as images_lib
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders import manual_files
   from data_builders.rated_photos import ratings

@@ -44,6 +44,8 @@ import re
 
 import numpy as np
 
+from aesthetix.runtime import errors
+
 SPEC_FILE = 'dataset.json'
 DEFAULT_RATINGS = 'ratings.csv'
 IMAGE_COLUMN = 'image'
@@ -59,7 +61,7 @@ _DECIMAL_COMMA = re.compile(r'^[+-]?\d+,\d+$')
 _SPEC_KEYS = ('outputs', 'overall', 'ratings', 'rows', 'split')
 
 
-class RatingsError(ValueError):
+class RatingsError(errors.UserError, ValueError):
   """A problem in a user's dataset.json, ratings file or photos; says where and how to fix it."""
 
 

@@ -19,12 +19,12 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 try:
-  from aesthetix import targets
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders.synthetic_aesthetics import scene
 except ImportError:  # `tfds build data_builders/synthetic_aesthetics` puts only data_builders/ on sys.path.
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from aesthetix import targets
+  from aesthetix.data import targets
   from data_builders import features
   from data_builders.synthetic_aesthetics import scene
 

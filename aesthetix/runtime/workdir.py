@@ -1,0 +1,517 @@
+"""The files a run leaves in its workdir: their names, how they are written and
+read, and the guard that keeps one workdir to one config.
+
+The one home of the layout, so that training, reports, figures, scoring and
+the reproduction agree on it: every file name of a run (and of a
+reproduction's folder) is a constant or a path function here. Every file is
+written whole or not at all (a temporary file beside it, fsync, rename),
+`metrics.jsonl` grows a whole line at a time (a line torn by a kill is cut off
+at the next start and skipped by readers, with a warning), and every parse
+error names the file and what to do. One training run at a time holds the
+workdir's lock. `claim` writes config.json and refuses a workdir whose
+checkpoints are of another config.
+"""
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import socket
+import zipfile
+
+from absl import logging
+from ml_collections import config_dict
+import numpy as np
+
+from aesthetix.runtime import errors
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+METRICS_FILE = 'metrics.jsonl'
+PREDICTIONS_DIR = 'predictions'
+SPLITS_DIR = 'splits'
+RESULTS_FILE = 'results.json'
+REPORT_FILE = 'report.md'
+CACHE_DIR = 'feature_cache'
+LOCK_FILE = 'train.lock'
+# TensorBoard's folder: the event files, and jax.profiler's traces under plugins/profile/.
+TENSORBOARD_DIR = 'tensorboard'
+# The figures of `run.py --mode=report`, beside report.md, in the report's order.
+SCATTER_OVERALL = 'scatter_overall.png'
+SCATTER_OUTPUTS = 'scatter_outputs.png'
+BEST = 'best_predictions.png'
+WORST = 'worst_predictions.png'
+RANK_CORRELATIONS = 'rank_correlations.png'
+TRAINING_CURVES = 'training_curves.png'
+FIGURES = (SCATTER_OVERALL, SCATTER_OUTPUTS, BEST, WORST, RANK_CORRELATIONS, TRAINING_CURVES)
+# Damaged files are moved here, never deleted: the user decides.
+DAMAGED_DIR = 'damaged'
+# Where the checkpoints of a last stage that was started again are moved.
+SUPERSEDED_DIR = 'superseded'
+# A reproduction's folder (run.py --mode=reproduce): its tables, the runs'
+# shared caches and, for the demo, the one random backbone every run starts from.
+PAPER_MD = 'PAPER.md'
+PAPER_JSON = 'paper.json'
+SHARED_CACHES_DIR = 'caches'
+SHARED_BACKBONE = 'backbone.msgpack'
+
+
+def checkpoint_dir(workdir):
+  return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def results_path(workdir):
+  return os.path.join(workdir, RESULTS_FILE)
+
+
+def report_path(workdir):
+  return os.path.join(workdir, REPORT_FILE)
+
+
+def metrics_path(workdir):
+  return os.path.join(workdir, METRICS_FILE)
+
+
+def tensorboard_dir(workdir):
+  return os.path.join(workdir, TENSORBOARD_DIR)
+
+
+def prediction_path(workdir, stage, split):
+  """The test (or other split's) predictions saved after `stage`."""
+  return os.path.join(workdir, PREDICTIONS_DIR, f'{stage}_{split}.npz')
+
+
+def split_list_path(workdir, split):
+  """The ids of a split's images, one per line."""
+  return os.path.join(workdir, SPLITS_DIR, f'{split}.txt')
+
+
+EVALUATION_PREFIX = 'evaluation_'
+
+
+def evaluation_path(workdir, dataset, split):
+  """The metrics of `--mode=evaluate` on `dataset`'s `split` (Table 11's cross tests)."""
+  return os.path.join(workdir, f'{EVALUATION_PREFIX}{dataset}_{split}.json')
+
+
+def evaluation_paths(workdir):
+  """Every evaluation file in `workdir`, sorted."""
+  if not os.path.isdir(workdir):
+    return []
+  return [os.path.join(workdir, n) for n in sorted(os.listdir(workdir))
+          if n.startswith(EVALUATION_PREFIX) and n.endswith('.json')]
+
+
+def reproduction_run_dir(workdir, experiment, seed):
+  """A reproduction's run of `experiment` with `seed`: W/<experiment>/seed<N>/."""
+  return os.path.join(workdir, experiment, f'seed{seed}')
+
+
+class WorkdirError(errors.UserError):
+  """A workdir file that cannot be read or written; the message names it and the fix."""
+
+
+class WorkdirBusyError(WorkdirError):
+  """Another training run holds the workdir."""
+
+
+# ------------------------------------------------------------------- writing
+
+
+def _fsync_dir(path):
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:  # Some filesystems cannot sync a directory; the rename stands.
+    pass
+  finally:
+    os.close(fd)
+
+
+def cannot_write(path, error):
+  """The WorkdirError for an OSError met while writing `path`."""
+  return WorkdirError(f'Cannot write {path} ({error.strerror or error}). Use a folder you '
+                      'can write to (--workdir, --output), or fix its permissions or free '
+                      'space; nothing was changed.')
+
+
+@contextlib.contextmanager
+def writing(path):
+  """Turns an OSError raised while writing `path` into a WorkdirError naming it."""
+  try:
+    yield
+  except OSError as e:
+    raise cannot_write(path, e) from e
+
+
+def _writable(path):
+  """Makes `path`'s folder; WorkdirError when it cannot be."""
+  folder = os.path.dirname(os.path.abspath(path))
+  with writing(folder):
+    os.makedirs(folder, exist_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode='w'):
+  """Opens a temporary file that replaces `path` when the block ends without error.
+
+  The data is on disk (fsync) before the rename, and the rename is atomic: a
+  kill at any moment leaves the old file or the new one, never half of one.
+  """
+  _writable(path)
+  tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                     f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+  try:
+    with writing(path), open(tmp, mode, **({} if 'b' in mode else {'newline': ''})) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    with writing(path):
+      os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+  _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_text(path, text):
+  with atomic_file(path) as f:
+    f.write(text)
+
+
+def write_json(path, value, **kwargs):
+  with atomic_file(path) as f:
+    json.dump(value, f, **kwargs)
+    f.write('\n')
+
+
+def write_lines(path, lines):
+  with atomic_file(path) as f:
+    f.writelines(f'{line}\n' for line in lines)
+
+
+def save_npz(path, arrays):
+  with atomic_file(path, 'wb') as f:
+    np.savez(f, **arrays)
+
+
+def append_jsonl(path, record):
+  """Appends one JSON line, whole: a single write, flushed and synced."""
+  _writable(path)
+  line = json.dumps(record) + '\n'
+  with writing(path), open(path, 'a') as f:
+    f.write(line)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def repair_jsonl(path):
+  """Cuts off a last line torn by a kill (no newline), so that appends stay whole.
+
+  Returns the bytes removed (0 when the file is whole or absent).
+  """
+  if not os.path.exists(path):
+    return 0
+  with writing(path), open(path, 'rb+') as f:
+    data = f.read()
+    if not data or data.endswith(b'\n'):
+      return 0
+    keep = data.rfind(b'\n') + 1
+    f.truncate(keep)
+  logging.warning('%s ended in a torn line (%d bytes, written when a run was killed); '
+                  'cut it off.', path, len(data) - keep)
+  return len(data) - keep
+
+
+# ------------------------------------------------------------------- reading
+
+
+def read_json(path, what='file'):
+  """The JSON value in `path`; WorkdirError naming the file when it does not parse."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise WorkdirError(f'{path} is not valid JSON ({e}); this {what} was damaged or '
+                       'edited by hand. Restore it from a copy, or fix the line '
+                       'named.') from e
+  except UnicodeDecodeError as e:
+    raise WorkdirError(f'{path} is not UTF-8 text ({e}); restore it from a copy.') from e
+
+
+def read_jsonl(path):
+  """The records of a JSON-lines file; [] when it is absent.
+
+  A torn last line (a kill mid-write) is skipped with a warning; a bad line
+  anywhere else is an error naming the file and the line.
+  """
+  if not os.path.exists(path):
+    return []
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      if number == len(lines):  # No newline after it: the last write was cut short.
+        logging.warning('Skipped the torn last line of %s (a run was killed while '
+                        'writing it).', path)
+        continue
+      raise WorkdirError(f'{path}, line {number}, is not a JSON record ({e}). Delete that '
+                         'line (the file holds one record per line) and rerun.') from e
+  return records
+
+
+def load_predictions(workdir, stage, split):
+  """{'ids', 'true', 'pred'} saved after `stage` on `split`, or None when absent."""
+  path = prediction_path(workdir, stage, split)
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=True) as f:
+      return {k: f[k] for k in f.files}
+  except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    raise WorkdirError(
+        f'{path} is damaged ({type(e).__name__}: {e}). Rerun the train command on this '
+        'workdir: it moves the file aside and predicts the test split again.') from e
+
+
+def move_aside(workdir, path, why, name=None):
+  """Moves a damaged file or folder to WORKDIR/damaged/NAME.TIME (never deletes it);
+  returns the new path."""
+  target_dir = os.path.join(workdir, DAMAGED_DIR)
+  with writing(target_dir):
+    os.makedirs(target_dir, exist_ok=True)
+  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+  base = os.path.join(target_dir, f'{name or os.path.basename(path.rstrip(os.sep))}.{stamp}')
+  target, n = base, 1
+  while os.path.exists(target):
+    target, n = f'{base}-{n}', n + 1
+  with writing(target):
+    os.replace(path, target)
+  logging.warning('Moved %s to %s: %s. Delete it when you no longer need it.', path,
+                  target, why)
+  return target
+
+
+# ---------------------------------------------------------------------- lock
+
+
+class Lock:
+  """The exclusive lock of a training run on its workdir, held for the run's life.
+
+  An flock on WORKDIR/train.lock: the OS releases it when the process ends in
+  any way (a kill included), so a stopped run never leaves a stale lock. The
+  file names the holder (process id, host, start time) for the message of a
+  refused second run.
+  """
+
+  def __init__(self, workdir):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._fd = None
+
+  def acquire(self):
+    _writable(self.path)
+    with writing(self.path):
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 4096).decode('utf-8', 'replace')
+      os.close(fd)
+      try:
+        info = json.loads(holder)
+        who = (f"process {info['pid']} on {info['host']}, started {info['started']}")
+      except (json.JSONDecodeError, KeyError, TypeError):
+        who = 'another process'
+      raise WorkdirBusyError(
+          f'{os.path.dirname(self.path)} is in use by another training run ({who}). '
+          'Wait for it to end or stop it, or use another --workdir; nothing was '
+          'changed.') from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(dict(
+        pid=os.getpid(), host=socket.gethostname(),
+        started=datetime.datetime.now().isoformat(timespec='seconds'))).encode())
+    os.fsync(fd)
+    self._fd = fd
+    return self
+
+  def release(self):
+    if self._fd is not None:
+      os.close(self._fd)  # Closing drops the flock.
+      self._fd = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
+
+
+# ------------------------------------------------------------ config guard
+
+# Fields that may change between a run and its resumption: where data lives,
+# how often to log, how to evaluate. Anything else changes what is trained.
+RESUMABLE_FIELDS = ('dataset.data_dir', 'dataset.manual_dir', 'dataset.cache_decoded',
+                    'log_every_steps',
+                    'eval_batch_size', 'checkpoint_max_to_keep', 'feature_cache',
+                    'prefix_cache', 'feature_cache_dir', 'compilation_cache',
+                    'profile_steps')
+# config.json's record of changes to the last stage's fields (not a config field).
+CHANGES_KEY = 'changes'
+
+
+class IncompatibleWorkdirError(errors.UserError):
+  """The workdir holds a run of a different config."""
+
+
+class NotAWorkdirError(errors.UserError):
+  """A folder that holds no run of `run.py --mode=train`."""
+
+
+def _flatten(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + '.'))
+    else:
+      out[key] = v
+  return out
+
+
+def _stored_json(workdir):
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  stored = read_json(path, 'config file')
+  if not isinstance(stored, dict):
+    raise WorkdirError(f'{path} does not hold a config (a JSON object).')
+  return stored
+
+
+def stored_json(workdir):
+  """The config a workdir was trained with (a JSON object), or None."""
+  stored = _stored_json(workdir)
+  if stored is not None:
+    stored.pop(CHANGES_KEY, None)
+  return stored
+
+
+def stored_config(workdir):
+  """The config a workdir was trained with (a ConfigDict), or None."""
+  stored = stored_json(workdir)
+  return None if stored is None else config_dict.ConfigDict(stored)
+
+
+def stored_changes(workdir):
+  """The recorded changes of the last stage's fields, oldest first ([] when none)."""
+  stored = _stored_json(workdir) or {}
+  return list(stored.get(CHANGES_KEY, []))
+
+
+def trained_config(workdir):
+  """The stored config of a workdir that `run.py --mode=train` made; else an error."""
+  config = stored_config(workdir)
+  if config is None:
+    raise NotAWorkdirError(f'{workdir} holds no {CONFIG_FILE}: not a workdir of '
+                           '`run.py --mode=train`.')
+  return config
+
+
+def config_differences(old, new):
+  """Dotted names of fields that differ between two configs (JSON objects),
+  ignoring RESUMABLE_FIELDS."""
+  a, b = _flatten(old), _flatten(new)
+  return sorted(k for k in set(a) | set(b)
+                if k not in RESUMABLE_FIELDS and a.get(k) != b.get(k))
+
+
+def checkpoint_numbers(workdir):
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def has_checkpoints(workdir):
+  return bool(checkpoint_numbers(workdir))
+
+
+def _restart(workdir, old, new, diff, stage, restart_from, test_split):
+  """The change record when only `stage`'s fields changed and it may start
+  again from checkpoint `restart_from` (the end of the stage before it); else None."""
+  if not all(k.startswith(stage + '.') for k in diff):
+    return None
+  if os.path.exists(prediction_path(workdir, stage, test_split)):
+    return None  # The stage finished: its results stand, as the config said.
+  later = [n for n in checkpoint_numbers(workdir) if n > restart_from]
+  if later and restart_from not in checkpoint_numbers(workdir):
+    return None
+  a, b = _flatten(old), _flatten(new)
+  return dict(time=datetime.datetime.now().isoformat(timespec='seconds'),
+              fields={k: [a.get(k), b.get(k)] for k in diff},
+              restarts=stage, from_checkpoint=restart_from, superseded=later)
+
+
+def _supersede(workdir, stage, numbers):
+  """Moves the checkpoints of the old settings to WORKDIR/superseded/ (kept)."""
+  if not numbers:
+    return None
+  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+  target = os.path.join(workdir, SUPERSEDED_DIR, f'{stage}-{stamp}')
+  os.makedirs(target, exist_ok=True)
+  for n in numbers:
+    os.replace(os.path.join(checkpoint_dir(workdir), str(n)), os.path.join(target, str(n)))
+  return target
+
+
+def claim(workdir, config, restartable, restart_from, test_split, write=True):
+  """Writes `config` (a JSON object) to the workdir's config.json; refuses a
+  workdir whose checkpoints are of another config.
+
+  A config.json without checkpoints (a run that stopped before its first
+  epoch ended, say for a missing weights file) is replaced. Changed fields of
+  the stage `restartable` (the last one) are accepted while it has not
+  finished: it then starts again from checkpoint `restart_from` (the end of
+  the stage before it), its earlier checkpoints are moved to
+  WORKDIR/superseded/, and config.json records the change. Returns that
+  change record, or None. `write` False (processes other than 0) checks only.
+  """
+  old = stored_json(workdir)
+  changes = stored_changes(workdir) if old is not None else []
+  change = None
+  if old is not None and has_checkpoints(workdir):
+    diff = config_differences(old, config)
+    if not diff:
+      return None
+    change = _restart(workdir, old, config, diff, restartable, restart_from, test_split)
+    if change is None:
+      raise IncompatibleWorkdirError(
+          f'{workdir} holds checkpoints of a run with a different config '
+          f'({", ".join(diff)} differ from {os.path.join(workdir, CONFIG_FILE)}). '
+          f'Use a new --workdir, or the same config to resume ({restartable}.* fields may '
+          f'change until {restartable} has finished); nothing was changed.')
+  if not write:
+    return change
+  if change is not None:
+    change['moved_to'] = _supersede(workdir, restartable, change['superseded'])
+    changes.append(change)
+    logging.warning('Changed %s: %s starts again from checkpoint %d (the end of the '
+                    'stage before it)%s.', ', '.join(change['fields']), restartable,
+                    change['from_checkpoint'],
+                    f"; its earlier checkpoints are in {change['moved_to']}"
+                    if change['moved_to'] else '')
+  stored = dict(config)
+  if changes:
+    stored[CHANGES_KEY] = changes
+  write_json(os.path.join(workdir, CONFIG_FILE), stored, indent=2, sort_keys=True)
+  return change
