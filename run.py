@@ -8,6 +8,7 @@
   python run.py --mode=gradcam --workdir=W --images=PHOTOS --output=DIR [--target=Light]
   python run.py --mode=report --workdir=W                         # report.md + figures
   python run.py --mode=reproduce --workdir=W --seeds=0,1,2,3,4     # the paper: PAPER.md
+  python run.py --mode=reproduce --workdir=W --datasets=aadb       # AADB's experiments only
   python run.py --mode=reproduce --config=configs/reproduce.py:demo --workdir=W
   python run.py --mode=export --workdir=W --output=DIR --format=saved_model  # or stablehlo, tflite
 
@@ -87,7 +88,10 @@ def main(argv):
 
 
 def parse_flags(argv):
-  """absl's parsing; a flag it cannot parse is one line and exit 2."""
+  """absl's parsing; a flag it cannot parse is one line and exit 2. A mode with
+  a default config (reproduce: configs/reproduce.py) gets it first, so that its
+  --config.x overrides parse without a --config."""
+  argv = checks.with_default_config(argv, modes.DEFAULT_CONFIGS)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError) as e:  # The last two: unknown config fields.

@@ -20,7 +20,6 @@ the CPU (what CI checks).
 
 import dataclasses
 import importlib.util
-import json
 import os
 import platform
 import subprocess
@@ -260,8 +259,9 @@ def main(argv):
                                  else no_data or too_late), _OUT.value)
   results['seconds'] = time.perf_counter() - began
   table = markdown(results, sizes, _REHEARSAL.value)
+  from aesthetix.runtime import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   with open(os.path.join(_OUT.value, RESULTS_JSON), 'w') as f:
-    json.dump(results, f, indent=2, default=str)
+    f.write(workdir_lib.dumps(results, indent=2, default=str))  # Strict JSON: null, not NaN.
   with open(os.path.join(_OUT.value, RESULTS_MD), 'w') as f:
     f.write(table)
   print(table)

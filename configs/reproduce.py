@@ -10,7 +10,10 @@ depend on the data alone, not on the seed or the head).
                               no download, minutes on a CPU; EVA's are skipped
 
 Where the datasets are: --config.datasets.aadb.manual_dir=DIR (and data_dir),
---config.datasets.eva.manual_dir=DIR, or the TFDS defaults.
+--config.datasets.eva.manual_dir=DIR, or the TFDS defaults (the reproduce mode
+reads this file when no --config is given, so these need none). With one
+dataset: --datasets=aadb runs its experiments and leaves out the cross tests
+that need the other (aesthetix/results/selection.py).
 """
 
 import ml_collections

@@ -220,7 +220,7 @@ def checked_jpeg(data, origin):
     raise UnreadableImageError(
         f'{origin}: image does not decode ({e}). Replace the file with an intact '
         'copy from the dataset\'s download, or build with skip_unreadable=True '
-        '(config.dataset.skip_unreadable) to leave it out.') from e
+        '(--config.dataset.skip_unreadable=True) to leave it out.') from e
 
 
 class ImageReader:

@@ -124,3 +124,37 @@ def test_a_bug_that_raises_value_error_is_a_traceback_and_exit_1(tmp_path):
   assert 'Traceback (most recent call last)' in result.stderr
   assert 'ValueError: operands could not be broadcast' in result.stderr
   assert 'error: ' not in result.stderr
+
+
+def test_the_readmes_reproduce_overrides_parse_without_a_config_from_any_folder(tmp_path):
+  """Issue 24, item 1: `--config.datasets.aadb.manual_dir=...` without --config
+  stopped at parsing; the reproduce mode's own config now takes the overrides,
+  from the repository or any other folder. (--datasets=avdb stops the command
+  before JAX loads; two processes, about 1 s each.)"""
+  for cwd in (REPO, str(tmp_path)):
+    result, seconds = run_py('--mode=reproduce', f'--workdir={tmp_path}/W', '--seeds=0,1,2,3,4',
+                             '--config.datasets.aadb.manual_dir=/data/aadb',
+                             '--config.datasets.eva.manual_dir=/data/eva', '--datasets=avdb',
+                             cwd=cwd)
+    assert result.returncode == 2, result.stderr
+    assert only_error_line(result.stderr) == (
+        'error: --datasets=avdb: avdb has no experiments in this reproduction; give some of '
+        'aadb, eva (e.g. --datasets=aadb).')
+    assert seconds < FAST_S, f'{seconds:.1f} s'
+  assert not os.path.exists(tmp_path / 'W')
+
+
+def test_only_a_mode_with_a_default_config_gets_it():
+  from aesthetix.cli import checks  # pylint: disable=g-import-not-at-top
+  from aesthetix.cli import modes  # pylint: disable=g-import-not-at-top
+  defaults = modes.DEFAULT_CONFIGS
+  assert defaults == {'reproduce': 'configs/reproduce.py'}
+  given = ['run.py', '--mode', 'reproduce', '--config=configs/reproduce.py:demo']
+  assert checks.with_default_config(given, defaults) == given
+  assert checks.with_default_config(['run.py', '--mode=train'], defaults) == ['run.py',
+                                                                              '--mode=train']
+  inserted = checks.with_default_config(['run.py', '--mode', 'reproduce', '--workdir=W'],
+                                        defaults)
+  assert inserted[2:] == ['--mode', 'reproduce', '--workdir=W']
+  assert os.path.samefile(inserted[1].split('=', 1)[1],
+                          os.path.join(REPO, 'configs', 'reproduce.py'))

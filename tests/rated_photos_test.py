@@ -9,6 +9,8 @@ import csv
 import json
 import os
 import pathlib
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,16 +19,20 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from aesthetix.data import spec as data_spec
 from aesthetix.model import audit
+from aesthetix.runtime import preflight
 from aesthetix.serving import gradcam
 from aesthetix.serving import predict
 from aesthetix.serving import scorer as scorer_lib
 from aesthetix.training import plan as plan_lib
+from aesthetix.training import train
 from configs import rated_photos as rated_config
 from data_builders.rated_photos import rated_photos_dataset_builder as rated
 from data_builders.rated_photos import ratings
 from tests import cli_test
 from tests import fixtures_data
+from tests import readme_commands_test
 from tests import tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -52,23 +58,33 @@ def snapshot(folder):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-  """A two-stage run on a folder of per-vote ratings, through run.py, and its report."""
+  """The README's block on the tests' example folder, every command as written
+  (readme_commands_test leaves it to this fixture): 40 photos in nested shoots
+  with three votes each, a two-stage run on them (tiny sizes appended), their
+  scores, Grad-CAMs of an attribute and the report. From a sandbox that
+  stands where the README is typed, with TFDS' default data dir a temporary
+  one and no ImageNet file in Keras' cache. Returns (photos, workdir, sandbox)."""
   tmp = tmp_path_factory.mktemp('rated')
-  photos, _ = fixtures_data.make_rated(tmp / 'photos', n_images=40, votes=True)
-  before = snapshot(photos)
-  workdir = tmp / 'W'
-  code, stderr = run_py('--config=configs/rated_photos.py', f'--workdir={workdir}',
-                        f'--config.dataset.manual_dir={photos}',
-                        f'--config.dataset.data_dir={tmp / "data"}', *TINY_RUN)
-  assert code == 0, stderr[-3000:]
-  code, stderr = run_py('--mode=report', f'--workdir={workdir}')
-  assert code == 0, stderr[-3000:]
+  root = tmp / 'repo'
+  readme_commands_test.link_repository(root)
+  first, *others = readme_commands_test.readme_block(readme_commands_test.RATED_BLOCK_START)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.chdir(root)
+    patch.setattr(tfds.core.constants, 'DATA_DIR', str(tmp / 'tensorflow_datasets'))
+    patch.setenv('KERAS_HOME', str(tmp / 'keras'))
+    code, stderr = readme_commands_test.run_command(first, root, patch)
+    assert code == 0, stderr[-3000:]
+    photos = root / 'my_photos'
+    before = snapshot(photos)
+    for command in others:
+      code, stderr = readme_commands_test.run_command(command, root, patch)
+      assert code == 0, f'{command}\n{stderr[-3000:]}'
   assert snapshot(photos) == before  # Nothing in the user's folder is written.
-  return photos, workdir
+  return photos, root / 'workdirs' / 'mine', root
 
 
 def test_the_run_names_the_users_outputs_in_their_own_scale(trained, tmp_path):
-  photos, workdir = trained
+  photos, workdir, root = trained
   results = json.loads((workdir / 'results.json').read_text())
   assert results['outputs'] == NAMES
   stored = json.loads((workdir / 'config.json').read_text())['dataset']['outputs']
@@ -92,13 +108,16 @@ def test_the_run_names_the_users_outputs_in_their_own_scale(trained, tmp_path):
     values = np.array([float(r[name]) for r in rows])
     assert np.all((values >= lo) & (values <= hi)), name
   assert np.mean([float(r['color']) for r in rows]) > 1  # The 0-10 scale, not [0, 1].
+  with open(root / 'scores.csv') as f:  # The README's predict command, on the workdir itself.
+    assert [list(r) for r in csv.DictReader(f)] == [list(rows[0])] * 40
 
 
-def test_grad_cam_takes_the_users_output_names(trained, tmp_path):
-  photos, workdir = trained
-  written, failed = gradcam.gradcam_workdir(str(workdir), str(photos / 'shoots' / 'day0'),
-                                            str(tmp_path / 'cams'), target='mood')
-  assert len(written) == len(list((photos / 'shoots' / 'day0').iterdir())) and not failed
+def test_grad_cam_takes_the_users_output_names(trained):
+  """The README's gradcam command (--target=mood) drew one figure per photo."""
+  photos, workdir, root = trained
+  drawn = sorted(p.name for p in (root / 'cams').iterdir())
+  assert drawn == sorted(p.stem + gradcam.SUFFIX for p in (photos / 'shoots' / 'day0').iterdir())
+  assert drawn
   with pytest.raises(ValueError, match='sharpness'):
     gradcam.target_index(scorer_lib.Scorer.from_workdir(str(workdir)).names, 'Light')
 
@@ -184,15 +203,28 @@ def test_the_split_is_seeded_disjoint_and_follows_a_split_column(tmp_path):
       'train', 'validation', 'test', 'validation']
 
 
-def test_tfds_build_command_with_the_folder_as_config(tmp_path):
-  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+def tfds_build(args, cwd):
+  """The `tfds build` command of `args` (a list, without `tfds build`), run."""
   tfds_cli = pathlib.Path(sys.executable).with_name('tfds')
-  result = subprocess.run(
-      [str(tfds_cli), 'build', str(REPO / 'data_builders' / 'rated_photos'),
-       f'--manual_dir={photos}', f'--data_dir={tmp_path / "data"}',
-       '--config=' + json.dumps({'manual_dir': str(photos)})],
-      cwd=tmp_path, capture_output=True, text=True, timeout=120,
-      env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''}, check=False)
+  return subprocess.run([str(tfds_cli), 'build', *args], cwd=cwd, capture_output=True,
+                        text=True, timeout=120, env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''},
+                        check=False)
+
+
+def test_tfds_build_command_with_the_folder_as_config(tmp_path):
+  """Without --config the build refuses and gives the command that works
+  (the folder as the config); that command, as given, builds. (Two tfds
+  processes: about 15 s.)"""
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  builder_dir = str(REPO / 'data_builders' / 'rated_photos')
+  refused = tfds_build([builder_dir, f'--manual_dir={photos}', f'--data_dir={tmp_path / "data"}'],
+                       tmp_path)
+  assert refused.returncode != 0
+  advice, = re.findall(r"Give the folder as the config: (tfds build .*\}')\.", refused.stderr)
+  args = shlex.split(advice)[2:]
+  assert args[0] == 'data_builders/rated_photos' and args[-1] == (
+      '--config=' + json.dumps({'manual_dir': str(photos)}))
+  result = tfds_build([builder_dir, *args[1:], f'--data_dir={tmp_path / "data"}'], tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   name = 'r' + ratings.fingerprint(str(photos), ratings.read_spec(str(photos)))
   built = tfds.builder_from_directory(str(tmp_path / 'data' / 'rated_photos' / name / '1.0.0'))
@@ -277,3 +309,136 @@ def test_run_py_says_what_is_missing_before_anything_starts(tmp_path):
                         f'--config.dataset.manual_dir={tmp_path / "nowhere"}', *TINY_RUN)
   assert code == 2 and 'dataset.json not found' in cli_test.only_error_line(stderr)
   assert not (tmp_path / 'W' / 'config.json').exists()
+
+
+# A process that runs run.py and says, as it exits, whether JAX or TensorFlow
+# were loaded and how long it took.
+WHAT_LOADED = """
+import atexit, runpy, sys, time
+start = time.time()
+atexit.register(lambda: sys.stderr.write(
+    'loaded: %s in %.2f s\\n' % ([m for m in ('jax', 'tensorflow') if m in sys.modules],
+                                 time.time() - start)))
+sys.argv = ['run.py'] + sys.argv[1:]
+runpy.run_path('run.py', run_name='__main__')
+"""
+# The issue's bound: JAX and TensorFlow alone take ~10 s to load here; the check
+# itself a fraction of a second (generous, for a loaded 2-core machine).
+BEFORE_JAX_S = 8.0
+
+
+def break_two_rows(photos):
+  """The issue's user's ratings: a row pointing outside the folder (line 3) and
+  a value outside its range (line 5)."""
+  def damage(lines):
+    lines[2] = ','.join(['../outside.jpg'] + lines[2].split(',')[1:])
+    cells = lines[4].split(',')
+    lines[4] = ','.join(cells[:1] + ['7'] + cells[2:])
+    return lines
+  _edit_csv(photos, damage)
+
+
+def test_a_bad_ratings_file_is_refused_before_jax_loads_listing_every_problem(tmp_path):
+  """What the issue's user did: --config=configs/rated_photos.py on a folder
+  whose ratings have two bad rows. One error listing both, with file and
+  line, before JAX and TensorFlow load; no workdir is made; the folder is
+  untouched. (One process: about 2 s.)"""
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  break_two_rows(photos)
+  before = snapshot(photos)
+  workdir = tmp_path / 'W'
+  result = subprocess.run(
+      [sys.executable, '-c', WHAT_LOADED, '--config=configs/rated_photos.py',
+       f'--workdir={workdir}', f'--config.dataset.manual_dir={photos}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert result.returncode == 2, result.stderr[-3000:]
+  error = result.stderr.split('error: ', 1)[1]
+  ratings_csv = photos / 'ratings.csv'
+  assert error.startswith(f'2 problems in the rated photos of {photos}; fix them all')
+  assert (f"  - {ratings_csv}, line 3: image '../outside.jpg' is outside the folder {photos}"
+          in error)
+  assert (f'  - {ratings_csv}, line 5: score = 7 lies outside its range [1, 5] declared in '
+          'dataset.json') in error
+  loaded, seconds = result.stderr.strip().splitlines()[-1].split(' in ')
+  assert loaded == 'loaded: []', result.stderr[-3000:]
+  assert float(seconds.rstrip(' s')) < BEFORE_JAX_S
+  assert not workdir.exists()
+  assert snapshot(photos) == before
+
+
+def test_every_problem_is_listed_at_once_with_its_line(tmp_path):
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  break_two_rows(photos)
+  (photos / fixtures_data.rated_photo_path(5)).unlink()  # Named on line 7.
+  _edit_csv(photos, lambda ls: ls + [ls[1]])  # Rated again on line 12.
+  with pytest.raises(ratings.RatingsError) as raised:
+    ratings.read(str(photos))
+  listed = str(raised.value).splitlines()
+  assert listed[0].startswith(f'4 problems in the rated photos of {photos}')
+  assert [line.split(': ')[0] for line in listed[1:]] == [
+      f'  - {photos / "ratings.csv"}, line {n}' for n in (3, 5, 12, 7)]
+  assert "'shoots/day2/005.webp' (line 7)" in listed[4]
+  assert '--config.dataset.skip_unreadable=True' in listed[4]
+
+
+def test_a_bad_split_name_is_listed_with_the_other_problems_and_no_false_size_one(tmp_path):
+  """With rows still to fix, each row's split name is checked but the split
+  sizes wait (judged on the rows left, they would add a false problem)."""
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  chosen = ['train'] * 8 + ['validation', 'tset']  # Line 11: a typo; no test photo left.
+  _edit_csv(photos, lambda ls: [ls[0] + ',split'] + [f'{l},{c}' for l, c in zip(ls[1:], chosen)])
+  _edit_spec(photos, split={'column': 'split'})
+  break_two_rows(photos)
+  with pytest.raises(ratings.RatingsError) as raised:
+    ratings.read(str(photos))
+  listed = str(raised.value).splitlines()
+  assert listed[0].startswith(f'3 problems in the rated photos of {photos}')
+  assert {line.split(': ')[0] for line in listed[1:]} == {
+      f'  - {photos / "ratings.csv"}, line {n}' for n in (3, 5, 11)}
+  assert (f"  - {photos / 'ratings.csv'}, line 11: split = 'tset'; it must be train, "
+          'validation or test.') in listed
+
+
+def test_a_long_list_is_cut_with_a_count(tmp_path):
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=40)
+  _edit_csv(photos, lambda ls: ls[:1] + [','.join(l.split(',')[:1] + ['9'] + l.split(',')[2:])
+                                         for l in ls[1:]])
+  with pytest.raises(ratings.RatingsError) as raised:
+    ratings.read(str(photos))
+  listed = str(raised.value).splitlines()
+  assert listed[0].startswith('40 problems') and len(listed) == 2 + ratings.MAX_LISTED
+  assert listed[-1] == f'  - ... and {40 - ratings.MAX_LISTED} more of the same kinds.'
+
+
+def test_the_skip_unreadable_advice_gets_past_the_check(tmp_path):
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  (photos / fixtures_data.rated_photo_path(3)).unlink()
+  problem = data_spec.folder_problem('rated_photos', str(photos))
+  assert 'or build with skip_unreadable=True (--config.dataset.skip_unreadable=True)' in problem
+  assert data_spec.folder_problem('rated_photos', str(photos), skip_unreadable=True) is None
+
+
+def folder_config(photos, data_dir):
+  config = rated_config.get_config()
+  config.dataset.manual_dir, config.dataset.data_dir = str(photos), str(data_dir)
+  config.model.backbone_weights = 'random'
+  return config
+
+
+def test_the_library_refuses_a_bad_folder_with_the_workdir_as_it_was(tmp_path):
+  """Without run.py (experiment.run from Python): the same list, before the
+  lock, config.json or checkpoints exist; a photo that does not decode stops
+  the build, which runs before the workdir is touched too. (~2 s: one build.)"""
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos', n_images=10)
+  break_two_rows(photos)
+  workdir = tmp_path / 'W'
+  with pytest.raises(preflight.PreflightError, match=r'2 problems in the rated photos'):
+    train.train_and_evaluate(folder_config(photos, tmp_path / 'data'), str(workdir))
+  assert not workdir.exists()
+  photos, _ = fixtures_data.make_rated(tmp_path / 'photos2', n_images=10)
+  broken = photos / fixtures_data.rated_photo_path(0)
+  broken.write_bytes(broken.read_bytes()[:200])
+  with pytest.raises(ratings.RatingsError, match="line 2: photo 'shoots/day0/000.jpg' cannot"):
+    train.train_and_evaluate(folder_config(photos, tmp_path / 'data'), str(workdir))
+  assert not workdir.exists()

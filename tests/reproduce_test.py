@@ -1,16 +1,31 @@
 """--mode=reproduce on tiny AADB and EVA fixtures with 2 seeds: every experiment,
-every table and claim, one cache pass per dataset, and a resume that redoes nothing."""
+every table and claim, one cache pass per dataset, and a resume that redoes nothing.
 
+The reproduction is started with the README's command (its downloads at
+/data/aadb and /data/eva: here the fixtures), killed after three runs, and
+resumed with run.py's usage line (the data then where TFDS keeps it by
+default), as a user would type them; readme_commands_test leaves these two
+commands to this test. Appended, as there: two seeds, the tiny sizes, and
+one random VGG16 shared by every run for ImageNet's weights.
+"""
+
+import json
 import os
 
 import pytest
+import tensorflow_datasets as tfds
 
+from aesthetix.data import datasets
+from aesthetix.data import spec as data_spec
+from aesthetix.data import targets
 from aesthetix.results import experiment
 from aesthetix.results import reproduce
 from aesthetix.results import stats
 from aesthetix.runtime import workdir as workdir_lib
 from configs import reproduce as reproduce_config
 from tests import fixtures_data
+from tests import readme_commands_test
+from tests import run_py
 
 SEEDS = (0, 1)
 TINY = {'dataset.image_size': 32, 'stage1.epochs': 1, 'stage2.epochs': 1,
@@ -18,19 +33,31 @@ TINY = {'dataset.image_size': 32, 'stage1.epochs': 1, 'stage2.epochs': 1,
         'stage2.decay_steps': 2, 'checkpoint_max_to_keep': 1}
 TABLES = ('Table 1', 'Table 3', 'Table 4', 'Table 5', 'Table 6', 'Table 8', 'Table 9',
           'Table 10', 'Table 11', 'Fig. 9', 'Fig. 14')
+# The documented commands this test runs: the README's, then run.py's usage line.
+README_COMMAND = readme_commands_test.documented(
+    'README.md', 'python run.py --mode=reproduce --workdir=W --seeds=0,1,2,3,4 --config.')
+USAGE_COMMAND = readme_commands_test.documented(
+    'run.py', 'python run.py --mode=reproduce --workdir=W --seeds=0,1,2,3,4')
+EVA_SPLIT = dict(num_test=4, num_validation=4)
+APPENDED = [f'--seeds={",".join(map(str, SEEDS))}', f'--config.overrides={tuple(TINY.items())!r}',
+            '--config.backbone=shared_random']  # No ImageNet weights here; shared, as they would be.
 
 
-def tiny_spec(tmp_path):
-  spec = reproduce_config.get_config()
-  spec.backbone = 'shared_random'  # No ImageNet weights here; shared, as they would be.
+def command_args(command, places):
+  """The arguments of a documented run.py `command`, its placeholders at `places`,
+  with APPENDED after them."""
+  return [a.split('=', 1)[0] + '=' + places.get(a.split('=', 1)[1], a.split('=', 1)[1])
+          for a in command.split()[2:]] + APPENDED
+
+
+def tiny_downloads(tmp_path):
+  """AADB's and EVA's tiny downloads, and EVA built small where TFDS keeps data
+  (its split needs builder arguments that no flag takes)."""
   fixtures_data.make_aadb(tmp_path / 'aadb', n_train=8, n_val=4, n_test=6, n_overlap=1)
   fixtures_data.make_eva(tmp_path / 'eva', n_images=16, n_unvoted=1, parts=2)
-  for name in ('aadb', 'eva'):
-    spec.datasets[name].manual_dir = str(tmp_path / name)
-    spec.datasets[name].data_dir = str(tmp_path / 'data')
-  spec.datasets.eva.builder_kwargs = dict(num_test=4, num_validation=4)
-  spec.overrides = tuple(TINY.items())
-  return spec
+  datasets.builder(data_spec.DataSpec(targets=targets.spec('eva'), image_size=32,
+                                      data_dir=str(tmp_path / 'data'),
+                                      manual_dir=str(tmp_path / 'eva'), builder_kwargs=EVA_SPLIT))
 
 
 class Stop(Exception):
@@ -40,7 +67,9 @@ class Stop(Exception):
 @pytest.fixture(scope='module')
 def reproduced(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp('reproduce')
-  spec, workdir = tiny_spec(tmp_path), str(tmp_path / 'W')
+  tiny_downloads(tmp_path)
+  workdir = str(tmp_path / 'W')
+  places = {'W': workdir, '/data/aadb': str(tmp_path / 'aadb'), '/data/eva': str(tmp_path / 'eva')}
   real, trained = experiment.run, []
 
   def stop_at_the_fourth_run(config, path):
@@ -50,13 +79,15 @@ def reproduced(tmp_path_factory):
     return real(config, path)
 
   with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tfds.core.constants, 'DATA_DIR', str(tmp_path / 'data'))
     patch.setattr(experiment, 'run', stop_at_the_fourth_run)
     with pytest.raises(Stop):
-      reproduce.run(spec, workdir, SEEDS)
-  first = list(trained)
-  with pytest.MonkeyPatch.context() as patch:
+      run_py.in_process(command_args(README_COMMAND, places), patch)
+    first = list(trained)
     patch.setattr(experiment, 'run', lambda c, p: trained.append(p) or real(c, p))
-    summary = reproduce.run(spec, workdir, SEEDS)
+    code, stderr = run_py.in_process(command_args(USAGE_COMMAND, places), patch)
+    assert code == 0, stderr[-4000:]
+  summary = json.loads(open(os.path.join(workdir, workdir_lib.PAPER_JSON)).read())
   return summary, workdir, first, trained[len(first):]
 
 

@@ -40,6 +40,36 @@ def overrides(argv):
           if a.startswith(CONFIG_PREFIX)]
 
 
+def mode_argument(argv):
+  """The --mode value as typed in `argv`, or None."""
+  value = None
+  args = list(argv[1:])
+  for i, arg in enumerate(args):
+    if arg.startswith('--mode='):
+      value = arg.split('=', 1)[1]
+    elif arg == '--mode' and i + 1 < len(args):
+      value = args[i + 1]
+  return value
+
+
+def repo_path(relative):
+  """`relative`, a path inside the repository, as it can be typed from here."""
+  path = os.path.join(REPO, relative)
+  near = os.path.relpath(path)
+  return path if near.startswith(os.pardir) else near
+
+
+def with_default_config(argv, defaults):
+  """`argv` with --config=<the mode's default config> inserted when it gives no
+  --config and its mode has one in `defaults` ({mode: config path in the
+  repository}), so that the --config.x overrides of the command line parse
+  (absl reads the config file before any mode is known)."""
+  default = defaults.get(mode_argument(argv))
+  if default is None or config_argument(argv) is not None:
+    return list(argv)
+  return [argv[0], f'--config={repo_path(default)}', *argv[1:]]
+
+
 def config_files():
   """The run configs of configs/, as paths relative to the repository."""
   return sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
@@ -122,8 +152,13 @@ def flag_error(error, argv):
     if unknown.startswith('config.') and config_argument(argv) is None:
       return f'--{unknown} overrides a config field, but no --config is given.'
     if unknown.startswith('config.'):
-      return (f'--{unknown}: no such field in --config={config_argument(argv)} '
-              '(python run.py --config=... --helpfull lists the fields).')
+      # The field, its nearest name, or the config's fields (--helpfull lists
+      # only the overrides the command line gives, so it cannot show them).
+      argument = config_argument(argv)
+      config = _default_config(argument)
+      return (unknown_override_error(argument, [unknown[len('config.'):]])
+              or f'--{unknown}: no such field in --config={argument}'
+              + (f'; its fields: {", ".join(sorted(config.keys()))}.' if config else '.'))
     near = difflib.get_close_matches(unknown, list(flags.FLAGS), n=1)
     return f'Unknown flag --{unknown}' + (f'; did you mean --{near[0]}?' if near else '.')
   return text.replace('flag --', '--', 1)

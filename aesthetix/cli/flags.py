@@ -44,6 +44,10 @@ flags.DEFINE_enum('quantize', None, QUANTIZATIONS,
 flags.DEFINE_bool('overwrite', False, 'export: replace an existing --output.')
 flags.DEFINE_list('seeds', None, 'reproduce: the seeds, e.g. 0,1,2,3,4 (default: the '
                   "reproduction config's).")
+flags.DEFINE_list(
+    'datasets', None, 'reproduce: only the experiments of these datasets, e.g. aadb '
+    '(default: all of the reproduction config); cross-dataset tests that need another '
+    'are left out, as the log and PAPER.md say.')
 flags.DEFINE_string('data_dir', None, 'evaluate: TFDS data_dir of the test data.')
 flags.DEFINE_string('manual_dir', None, 'evaluate: manual dir of the test data.')
 flags.DEFINE_string(

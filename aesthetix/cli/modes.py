@@ -29,7 +29,9 @@ class Mode:
   needs: flags it cannot run without; reads: flags it also uses (the others
   draw a warning); check: () -> [problem or None], the path checks; run:
   (config or None) -> exit status; config: whether --config is loaded for it;
-  uses_workdir_config: it reads the workdir's config.json instead of --config.
+  default_config: the config file (in the repository) it takes when no
+  --config is given, or None; uses_workdir_config: it reads the workdir's
+  config.json instead of --config.
   """
   name: str
   needs: tuple
@@ -37,6 +39,7 @@ class Mode:
   check: Callable
   run: Callable
   config: bool = False
+  default_config: str = None
   uses_workdir_config: bool = False
 
   @property
@@ -89,7 +92,17 @@ def log_compilations():
 
 
 def check_train():
-  return [preflight.writable_problem(value('workdir'), 'folder')]
+  return [preflight.writable_problem(value('workdir'), 'folder'), _folder_problem()]
+
+
+def _folder_problem():
+  """Every problem of a user's folder of rated photos (its dataset.json, ratings
+  and photos), read here in pure Python: found before JAX loads and before the
+  workdir is made."""
+  from aesthetix.data import spec as data_spec  # pylint: disable=g-import-not-at-top
+  dataset = cli_flags.CONFIG.value.dataset
+  return data_spec.folder_problem(dataset.name, dataset.get('manual_dir'),
+                                  bool(dataset.get('skip_unreadable', False)))
 
 
 def train(config):
@@ -225,26 +238,28 @@ def report(_):
 # ----------------------------------------------------------------- reproduce
 
 
+REPRODUCE_CONFIG = 'configs/reproduce.py'
+
+
 def check_reproduce():
   return [preflight.writable_problem(value('workdir'), 'folder')]
 
 
 def reproduce(config):
-  from aesthetix.results import reproduce as reproduce_lib  # pylint: disable=g-import-not-at-top
-  from configs import reproduce as reproduce_config  # pylint: disable=g-import-not-at-top
-  if config is None:
-    config = reproduce_config.get_config()
+  from aesthetix.results import selection  # pylint: disable=g-import-not-at-top
   if 'experiments' not in config:
-    raise errors.UserError('--config is not a reproduction config; use '
-                           'configs/reproduce.py or configs/reproduce.py:demo.')
+    raise errors.UserError(f'--config is not a reproduction config; use '
+                           f'{REPRODUCE_CONFIG} or {REPRODUCE_CONFIG}:demo.')
   seeds = value('seeds')
   try:
     seeds = [int(s) for s in seeds] if seeds else None
   except ValueError as e:
     raise errors.UserError(f'--seeds={",".join(value("seeds"))}: give integers, e.g. '
                            '--seeds=0,1,2.') from e
+  preflight.raise_if_any([selection.datasets_problem(config, value('datasets'))])
+  from aesthetix.results import reproduce as reproduce_lib  # pylint: disable=g-import-not-at-top
   parallel = start_devices(config)
-  summary = reproduce_lib.run(config, value('workdir'), seeds)
+  summary = reproduce_lib.run(config, value('workdir'), seeds, value('datasets'))
   if parallel.is_main_process():
     print(f'Wrote {os.path.join(value("workdir"), workdir_lib.PAPER_MD)}: '
           f'{reproduce_lib.verdict_line(summary)}.')
@@ -286,9 +301,11 @@ MODES = {m.name: m for m in (
          uses_workdir_config=True),
     Mode('report', ('workdir',), (), lambda: check_trained_workdir(need_checkpoint=False),
          report, uses_workdir_config=True),
-    Mode('reproduce', ('workdir',), ('config', 'seeds') + MULTI_PROCESS, check_reproduce,
-         reproduce, config=True),
+    Mode('reproduce', ('workdir',), ('config', 'seeds', 'datasets') + MULTI_PROCESS,
+         check_reproduce, reproduce, config=True, default_config=REPRODUCE_CONFIG),
     Mode('export', ('workdir', 'output', 'format'), ('quantize', 'overwrite'), check_export,
          export, uses_workdir_config=True),
 )}
 ALL_FLAGS = {n for m in MODES.values() for n in m.needs + m.reads}
+# The config each mode takes when the command line gives none (run.py inserts it).
+DEFAULT_CONFIGS = {m.name: m.default_config for m in MODES.values() if m.default_config}

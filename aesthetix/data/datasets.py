@@ -15,6 +15,7 @@ import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from aesthetix.data import spec as data_spec
 from aesthetix.runtime import errors
 from data_builders import manual_files
 from data_builders.aadb import aadb_dataset_builder
@@ -69,15 +70,20 @@ def new_builder(data):
   return cls(data_dir=data.data_dir, **kwargs)
 
 
-def data_problem(data):
+def data_problem(data, manual_dir_flag=MANUAL_DIR_FLAGS):
   """Why the dataset `data` can be neither read nor built here, or None (a check
-  before a run starts: nothing is built or written)."""
+  before a run starts: nothing is built or written). A user's folder of rated
+  photos is read whole: every problem of its ratings is listed.
+  `manual_dir_flag`: the flag the message names for the downloads' folder."""
   try:
     b = new_builder(data)
   except ratings.RatingsError as e:  # A user's folder of rated photos.
     return str(e)
   if b.is_prepared():
     return None
+  folder = data_spec.folder_problem(data.name, data.manual_dir, data.skip_unreadable)
+  if folder:
+    return folder
   manual_dir = data.manual_dir or os.path.join(os.path.dirname(os.path.dirname(
       b.data_dir)), 'downloads', 'manual')
   missing = manual_files.missing_sources(
@@ -86,7 +92,7 @@ def data_problem(data):
     return None
   return (f'{data.name} is not built in {b.data_dir}, and its downloads are not in the '
           f'manual dir: {"; ".join(missing)}. Place them there (README: Training on AADB '
-          f'and EVA), or give their folder with {MANUAL_DIR_FLAGS}')
+          f'and EVA), or give their folder with {manual_dir_flag}')
 
 
 def builder(data):

@@ -61,6 +61,25 @@ class DataSpec:
     return frozen.thaw(self.builder_kwargs) or {}
 
 
+def folder_problem(name, manual_dir, skip_unreadable=False):
+  """Why the folder of dataset `name`, when its user declares its outputs (rated
+  photos), cannot be built: every problem of its dataset.json, its ratings
+  file and the photos that file names (data_builders/rated_photos/ratings.py),
+  listed at once with file and line; None when there is none or `name` is
+  another dataset. Pure Python: run.py calls it before JAX loads."""
+  if name not in targets.DECLARED:
+    return None
+  if not manual_dir:
+    return (f'{name}: give the folder of the photos, their ratings and dataset.json with '
+            '--config.dataset.manual_dir=DIR')
+  from data_builders.rated_photos import ratings  # pylint: disable=g-import-not-at-top
+  try:
+    ratings.read(manual_dir, skip_missing=skip_unreadable)
+  except ratings.RatingsError as e:
+    return str(e)
+  return None
+
+
 def dataset_targets(name, outputs=None, manual_dir=None):
   """The `targets.DatasetSpec` of dataset `name`: a known dataset's, or the
   outputs a user's rated photos declare: `outputs` ((name, lo, hi), ...) when

@@ -201,10 +201,17 @@ def keras_cache_dir():
   return os.path.join(home, 'models')
 
 
-def imagenet_weights_path(download=True):
+# What a run can do instead of ImageNet's weights, as a training command says it.
+TRAINING_ALTERNATIVES = (
+    'pass a file with --config.model.backbone_weights=PATH (a Keras .h5 or a converted '
+    '.msgpack), or train from scratch with --config.model.backbone_weights=random')
+
+
+def imagenet_weights_path(download=True, alternatives=TRAINING_ALTERNATIVES):
   """Path of Keras' VGG16 ImageNet file: the Keras cache, else Keras' download.
 
-  Offline, raises with the file name and the place to put it.
+  Offline, raises with the file name, the place to put it and `alternatives`
+  (the flags of the command that needs it).
   """
   cached = os.path.join(keras_cache_dir(), VGG16_NOTOP_FILE)
   if os.path.isfile(cached):
@@ -219,6 +226,4 @@ def imagenet_weights_path(download=True):
       reason = f'download failed: {e}'
   raise WeightsError(
       f'VGG16 ImageNet weights not found ({reason}). Download {VGG16_NOTOP_URL} '
-      f'and place it at {cached}, or pass a file with '
-      '--config.model.backbone_weights=PATH (a Keras .h5 or a converted '
-      '.msgpack), or train from scratch with --config.model.backbone_weights=random.')
+      f'and place it at {cached}, or {alternatives}.')

@@ -201,18 +201,20 @@ def pretrained_layers(backbone_weights):
   return layers
 
 
-def weights_problem(backbone_weights, download=True):
+def weights_problem(backbone_weights, download=True, alternatives=None):
   """Why the configured backbone weights cannot be had, or None.
 
   'imagenet' is looked up in Keras' cache and, when `download`, fetched by
-  Keras (what a run would do); a path must be a file.
+  Keras (what a run would do); a path must be a file. `alternatives`: what the
+  message offers instead of ImageNet's file (default: a training command's flags).
   """
   from aesthetix.model import keras_weights  # pylint: disable=g-import-not-at-top
   if backbone_weights in ('random', 'imagenet_if_present'):
     return None
   if backbone_weights == 'imagenet':
     try:
-      keras_weights.imagenet_weights_path(download=download)
+      keras_weights.imagenet_weights_path(
+          download=download, alternatives=alternatives or keras_weights.TRAINING_ALTERNATIVES)
     except keras_weights.WeightsError as e:
       return str(e).rstrip('.')
     return None

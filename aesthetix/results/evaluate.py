@@ -4,7 +4,7 @@
 (`checkpoint.load_trained`), predicts the test split and writes
 WORKDIR/evaluation_<dataset>_<split>.json. A dataset other than the training
 one gives the cross-dataset test of Table 11: the overall score only, mapped
-to the other dataset's scale.
+to the other dataset's scale, its data read from its own folders.
 """
 
 import dataclasses
@@ -20,14 +20,16 @@ from aesthetix.training import train
 
 def evaluation_data(data, dataset=None, data_dir=None, manual_dir=None,
                     builder_kwargs=None):
-  """The DataSpec to test on: the training data's, or `dataset`'s own files
-  (not the training set's subset options) at the trained image size."""
+  """The DataSpec to test on: the training data's (`data_dir`, `manual_dir`
+  override its folders), or another `dataset`'s, read from its own folders
+  (None: the TFDS defaults; never the training data's, which hold another
+  dataset) at the trained image size."""
   dataset = dataset or data.name
-  cross = dataset != data.name
-  return dataclasses.replace(
-      data, targets=targets.spec(dataset) if cross else data.targets,
-      data_dir=data_dir or data.data_dir, manual_dir=manual_dir or data.manual_dir,
-      builder_kwargs=builder_kwargs if cross else data.builder_kwargs)
+  if dataset != data.name:
+    return dataclasses.replace(data, targets=targets.spec(dataset), data_dir=data_dir,
+                               manual_dir=manual_dir, builder_kwargs=builder_kwargs)
+  return dataclasses.replace(data, data_dir=data_dir or data.data_dir,
+                             manual_dir=manual_dir or data.manual_dir)
 
 
 def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None,

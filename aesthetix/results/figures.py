@@ -187,7 +187,8 @@ def training_curves(path, history, overall, stages):
     x = [epoch + h['epoch'] for h in records]
     label = f'{stage.title} ({stage.name})'
     loss_ax.plot(x, [h['train_loss'] for h in records], marker='o', label=label)
-    rho_ax.plot(x, [h['validation'][overall]['spearman'] for h in records],
+    rho = [h['validation'][overall]['spearman'] for h in records]
+    rho_ax.plot(x, [np.nan if v is None else v for v in rho],  # null: undefined (JSON).
                 marker='o', label=label)
     epoch = x[-1]
   loss_ax.set_xlabel('epoch')

@@ -95,6 +95,12 @@ def build_results(plan, workdir, split=None):
         score_intervals=rows, prediction_range=summary,
         rank_correlation_truth=metrics.rank_correlation_matrix(final['true']).tolist(),
         rank_correlation_prediction=metrics.rank_correlation_matrix(final['pred']).tolist())
+    constant = {kind: metrics.constant_columns(names, final[key])
+                for kind, key in (('truth', 'true'), ('prediction', 'pred'))}
+    if any(constant.values()):  # Their rows and columns are null in results.json.
+      results['rank_correlation_undefined'] = dict(
+          constant_outputs=constant, why='an output whose values are all the same has no '
+          'rank correlation')
   return results
 
 
@@ -115,15 +121,19 @@ def read_evaluations(workdir, dataset):
 def write(plan, workdir):
   """Writes results.json and report.md to the workdir; returns the results."""
   results = build_results(plan, workdir)
-  workdir_lib.write_json(workdir_lib.results_path(workdir), results, indent=2,
-                         allow_nan=True)
+  workdir_lib.write_json(workdir_lib.results_path(workdir), results, indent=2)
   workdir_lib.write_text(workdir_lib.report_path(workdir), markdown(results))
   return results
 
 
 def fmt_metric(x, digits=4):
-  """x with `digits` decimals; n/a for None or nan."""
+  """x with `digits` decimals; n/a for None (null in a JSON file) or nan."""
   return 'n/a' if x is None or (isinstance(x, float) and np.isnan(x)) else f'{x:.{digits}f}'
+
+
+def fmt_p(p):
+  """A p-value in scientific notation; n/a for None or nan."""
+  return 'n/a' if p is None or (isinstance(p, float) and np.isnan(p)) else f'{p:.2e}'
 
 
 def test_rho_table(results):
@@ -160,7 +170,7 @@ def _overall_table(results):
   theirs = results['paper']['overall']
   rows = ['| | Spearman rho | p-value | Pearson r | MSE |', '|---|---:|---:|---:|---:|',
           f"| This run ({results['variant']}), {name} | {fmt_metric(final[name]['spearman'])} | "
-          f"{final[name]['spearman_p']:.2e} | {fmt_metric(final[name]['pearson'])} | "
+          f"{fmt_p(final[name]['spearman_p'])} | {fmt_metric(final[name]['pearson'])} | "
           f"{fmt_metric(final[name]['mse'])} |"]
   if theirs and theirs[1] is not None:
     rows.append(f"| The paper ({results['variant']}) | {fmt_metric(theirs[1])} | | | |")
@@ -180,7 +190,7 @@ def metrics_table(stage_metrics):
   """Spearman (with p-value), Pearson and MSE per output."""
   rows = ['| Output | Spearman rho | p-value | Pearson r | MSE |', '|---|---:|---:|---:|---:|']
   for name, m in stage_metrics.items():
-    rows.append(f"| {name} | {fmt_metric(m['spearman'])} | {m['spearman_p']:.2e} | "
+    rows.append(f"| {name} | {fmt_metric(m['spearman'])} | {fmt_p(m['spearman_p'])} | "
                 f"{fmt_metric(m['pearson'])} | {fmt_metric(m['mse'])} |")
   return '\n'.join(rows)
 

@@ -1,9 +1,13 @@
 """The paper, reproduced over seeds: every experiment, every table, every claim tested.
 
-`run(spec, workdir, seeds)` trains each experiment of `spec` (configs/
-reproduce.py) once per seed in its own resumable workdir, W/<name>/seed<N>/
-(a finished run is read back, not redone), runs the cross-dataset tests of
-Table 11, and writes W/paper.json and W/PAPER.md: every table of the paper
+`run(spec, workdir, seeds, datasets)` trains each experiment of `spec`
+(configs/reproduce.py) once per seed in its own resumable workdir,
+W/<name>/seed<N>/ (a finished run is read back, not redone), runs the
+cross-dataset tests of Table 11, and writes W/paper.json and W/PAPER.md
+(`datasets` keeps the experiments of some datasets, and the cross tests they
+allow; what it leaves out is logged and written down: aesthetix.results.
+selection). Every dataset a reproduction touches, the cross tests' test data
+included, is checked at its own paths before anything runs. PAPER.md has: every table of the paper
 with, per cell, the paper's value, this reproduction's mean over seeds with
 its 95% interval, and the per-seed values; and each claim of the paper as a
 comparison over seeds (paired by seed where it compares two models) with its
@@ -29,6 +33,7 @@ from aesthetix.results import evaluate
 from aesthetix.results import experiment
 from aesthetix.results import paper
 from aesthetix.results import report
+from aesthetix.results import selection as selection_lib
 from aesthetix.results import stats
 from aesthetix.runtime import preflight as preflight_lib
 from aesthetix.runtime import workdir as workdir_lib
@@ -43,6 +48,13 @@ PAPER_MD = workdir_lib.PAPER_MD
 # The paper's two columns of a stage's results: its first stage ("Training")
 # and its last ("Fine-tuning"), as positions in a run's stages.
 FIRST, LAST = 0, -1
+# What a reproduction can do without ImageNet's file (configs/reproduce.py's backbone).
+WEIGHTS_ALTERNATIVES = ('reproduce from one random VGG16 shared by every run (as the demo '
+                        'does) with --config.backbone=shared_random')
+# What a null in paper.json stands for (strict JSON has no NaN).
+NULL_MEANS = ('a value that does not exist: the mean of no seeds, the interval or p-value '
+              'of fewer than two seeds, the p-value of a claim judged by its interval '
+              'alone, or a correlation of an output whose values are all the same')
 
 
 def experiment_config(spec, workdir, module_name, variant, seed):
@@ -66,12 +78,12 @@ def experiment_config(spec, workdir, module_name, variant, seed):
   return config
 
 
-def write_shared_backbone(spec, workdir):
+def write_shared_backbone(spec, workdir, experiments):
   """One random VGG16 (seed 0), standing in for ImageNet weights in the demo."""
   path = os.path.join(workdir, workdir_lib.SHARED_BACKBONE)
   if spec.backbone != 'shared_random' or os.path.exists(path):
     return
-  name, module_name, variant = spec.experiments[0]
+  name, module_name, variant = experiments[0]
   del name
   config = experiment_config(spec, workdir, module_name, variant, 0)
   config.model.backbone_weights = 'random'
@@ -99,30 +111,72 @@ def finished(workdir, plan):
                                                      plan.data.test_split)))
 
 
-def preflight(spec, workdir):
-  """Everything the reproduction needs that is missing, for every dataset at once."""
-  problems = []
-  for module_name in dict.fromkeys(m for _, m, _ in spec.experiments):
-    variant = next(v for _, m, v in spec.experiments if m == module_name)
-    plan = plan_lib.resolve(experiment_config(spec, workdir, module_name, variant, 0))
-    problems.append(datasets.data_problem(plan.data))
-    if spec.backbone != 'shared_random':
-      problems.append(model_lib.weights_problem(plan.model.backbone_weights,
-                                                download=not any(problems)))
-  preflight_lib.raise_if_any(list(dict.fromkeys(problems)))
+def manual_dir_flag(module_name):
+  """The flag that tells a reproduction where `module_name`'s downloads are."""
+  return f'--config.datasets.{module_name}.manual_dir=DIR'
 
 
-def run(spec, workdir, seeds=None):
-  """Runs (or reads back) every experiment and cross test; writes PAPER.md and
-  paper.json; returns the paper.json dict."""
+def cross_arguments(spec, tested):
+  """evaluate_workdir's keyword arguments for a cross test on `tested`: that
+  dataset's own folders (spec.datasets.<tested>; None: the TFDS defaults)."""
+  where = spec.datasets[tested]
+  return dict(data_dir=where.get('data_dir'), manual_dir=where.get('manual_dir'),
+              builder_kwargs=dict(where.builder_kwargs) if where.get('builder_kwargs')
+              else None)
+
+
+def touched_data(spec, workdir, selection):
+  """[(dataset config, DataSpec)] of every dataset the selection reads, each at
+  its own paths: each dataset's training data, and each cross test's test data
+  as evaluate_workdir reads it."""
+  touched, plans = [], {}
+  for name, module_name, variant in selection.experiments:
+    plans[name] = plan_lib.resolve(experiment_config(spec, workdir, module_name, variant, 0))
+    touched.append((module_name, plans[name].data))
+  for name, tested in selection.cross:
+    touched.append((tested, evaluate.evaluation_data(plans[name].data, tested,
+                                                     **cross_arguments(spec, tested))))
+  return touched, plans
+
+
+def preflight(spec, workdir, selection):
+  """Everything the reproduction needs that is missing (data of every dataset it
+  touches, weights), listed at once; with data for some datasets only, the
+  message names the --datasets flag that runs those."""
+  touched, plans = touched_data(spec, workdir, selection)
+  by_dataset = {}
+  for module_name, data in touched:
+    problem = datasets.data_problem(data, manual_dir_flag(module_name))
+    by_dataset.setdefault(module_name, [])
+    if problem and problem not in by_dataset[module_name]:
+      by_dataset[module_name].append(problem)
+  problems = [p for found in by_dataset.values() for p in found]
+  if spec.backbone != 'shared_random':
+    for weights in dict.fromkeys(p.model.backbone_weights for p in plans.values()):
+      problems.append(model_lib.weights_problem(weights, download=not any(problems),
+                                                alternatives=WEIGHTS_ALTERNATIVES))
+  have = [m for m in selection.datasets if not by_dataset.get(m)]
+  advice = None
+  if any(by_dataset.values()) and have:
+    advice = (f'Or reproduce what your data allows: {selection_lib.flag(have)} (PAPER.md '
+              'then says what was left out)')
+  preflight_lib.raise_if_any(problems, advice)
+
+
+def run(spec, workdir, seeds=None, datasets=None):
+  """Runs (or reads back) every experiment and cross test of `datasets` (None:
+  all of `spec`'s); writes PAPER.md and paper.json; returns the paper.json dict."""
   seeds = list(seeds if seeds is not None else spec.seeds)
-  preflight(spec, workdir)
+  selection = selection_lib.select(spec, datasets)
+  for line in selection.skipped:
+    logging.info('Reproduction: left out: %s', line)
+  preflight(spec, workdir, selection)
   # Every seed compiles the same programs: run.py's persistent compilation
   # cache (aesthetix/runtime/compilation_cache.py) serves the later ones.
   os.makedirs(workdir, exist_ok=True)
-  write_shared_backbone(spec, workdir)
+  write_shared_backbone(spec, workdir, selection.experiments)
   runs = {}
-  for name, module_name, variant in spec.experiments:
+  for name, module_name, variant in selection.experiments:
     for seed in seeds:
       config = experiment_config(spec, workdir, module_name, variant, seed)
       plan = plan_lib.resolve(config)
@@ -134,20 +188,15 @@ def run(spec, workdir, seeds=None):
         experiment.run(config, path)
       runs[(name, seed)] = dict(path=path, plan=plan, reused=reused,
                                 results=report.build_results(plan, path))
-  for name, tested in spec.cross:
+  for name, tested in selection.cross:
     for seed in seeds:
       run_ = runs[(name, seed)]
-      where = spec.datasets[tested]
       test_split = run_['plan'].data.test_split
       if not os.path.exists(workdir_lib.evaluation_path(run_['path'], tested, test_split)):
-        evaluate.evaluate_workdir(run_['path'], tested, where.get('data_dir'),
-                                  where.get('manual_dir'),
-                                  builder_kwargs=dict(where.builder_kwargs)
-                                  if where.get('builder_kwargs') else None)
+        evaluate.evaluate_workdir(run_['path'], tested, **cross_arguments(spec, tested))
       run_['results'] = report.build_results(run_['plan'], run_['path'])
-  summary = summarize(spec, runs, seeds)
-  workdir_lib.write_json(os.path.join(workdir, workdir_lib.PAPER_JSON), summary, indent=2,
-                         allow_nan=True, default=_jsonable)
+  summary = summarize(spec, runs, seeds, selection)
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.PAPER_JSON), summary, indent=2)
   workdir_lib.write_text(os.path.join(workdir, workdir_lib.PAPER_MD), markdown(summary))
   return summary
 
@@ -159,14 +208,6 @@ def verdict_line(summary):
     counts[c['verdict']] = counts.get(c['verdict'], 0) + 1
   return (f'{len(summary["runs"])} runs, {len(summary["claims"])} claims ('
           + ', '.join(f'{n} {v}' for v, n in sorted(counts.items())) + ')')
-
-
-def _jsonable(x):
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  if isinstance(x, tuple):
-    return list(x)
-  raise TypeError(f'{type(x)} is not JSON serializable')
 
 
 # --------------------------------------------------------------- aggregation
@@ -210,25 +251,26 @@ def _table(kind, dataset):
   return by_dataset.get(dataset, f'{by_dataset["aadb"]} ({dataset})')
 
 
-def _names(spec):
-  return {name: (module_name, variant) for name, module_name, variant in spec.experiments}
+def _names(experiments):
+  return {name: (module_name, variant) for name, module_name, variant in experiments}
 
 
-def _find(spec, module_name, variant):
-  for name, m, v in spec.experiments:
+def _find(experiments, module_name, variant):
+  for name, m, v in experiments:
     if m == module_name and v == variant:
       return name
   return None
 
 
-def summarize(spec, runs, seeds):
+def summarize(spec, runs, seeds, selection):
   """paper.json: tables (cells with the paper's value and this one's over seeds),
-  claims (with verdicts), the runs and the cache passes."""
+  claims (with verdicts), the runs, the cache passes and what was left out."""
   cells, claims = [], []
-  for module_name in dict.fromkeys(m for _, m, _ in spec.experiments):
-    multi = _find(spec, module_name, 'multi_task')
-    single = _find(spec, module_name, 'single_task')
-    separate = _find(spec, module_name, 'separate_outputs')
+  experiments = selection.experiments
+  for module_name in selection.datasets:
+    multi = _find(experiments, module_name, 'multi_task')
+    single = _find(experiments, module_name, 'single_task')
+    separate = _find(experiments, module_name, 'separate_outputs')
     if multi is None:
       continue
     first = runs[(multi, seeds[0])]['results']
@@ -247,7 +289,7 @@ def summarize(spec, runs, seeds):
     _correlations(cells, runs, multi, seeds, dataset, fig)
     _overall_tables(cells, runs, seeds, dataset, multi, single)
     claims += _claims(spec, runs, seeds, dataset, multi, single, separate)
-  claims += _cross(cells, spec, runs, seeds)
+  claims += _cross(cells, selection, runs, seeds)
   passes = {}
   for (name, _), run_ in runs.items():
     dataset = run_['results']['dataset']
@@ -258,7 +300,9 @@ def summarize(spec, runs, seeds):
           'cache_passes'):
         passes[dataset] += 1
   return dict(
-      seeds=seeds, note=spec.note, cells=cells, claims=claims, cache_passes=passes,
+      seeds=seeds, note=spec.note, datasets=list(selection.datasets),
+      left_out=list(selection.skipped), null=NULL_MEANS, cells=cells, claims=claims,
+      cache_passes=passes,
       runs=[dict(experiment=name, seed=seed, workdir=r['path'], read_back=r['reused'])
             for (name, seed), r in runs.items()],
       choices=next(iter(runs.values()))['results']['choices'] if runs else [])
@@ -315,17 +359,17 @@ def _overall_tables(cells, runs, seeds, dataset, multi, single):
       cells.append(_cell(table6, variant, _title(titles, position), theirs[position], values))
 
 
-def _cross(cells, spec, runs, seeds):
+def _cross(cells, selection, runs, seeds):
   claims, by_pair = [], {}
-  names = _names(spec)
-  for name, tested in spec.cross:
+  names = _names(selection.experiments)
+  for name, tested in selection.cross:
     trained = runs[(name, seeds[0])]['results']['dataset']
     values = [runs[(name, s)]['results']['evaluations'].get(tested, {}).get('rho')
               for s in seeds]
     by_pair[(trained, tested)] = values
     cells.append(_cell('Table 11', f'trained on {trained}', f'tested on {tested}',
                        paper.cross_dataset(trained, tested), values))
-    same = _find(spec, names[name][0], 'multi_task')
+    same = _find(selection.experiments, names[name][0], 'multi_task')
     cells.append(_cell('Table 11', f'trained on {trained}', f'tested on {trained}',
                        paper.cross_dataset(trained, trained),
                        _per_seed(runs, same, seeds, lambda r: _rho(r, LAST, 'score'))))
@@ -423,6 +467,8 @@ def markdown(summary):
            'when wholly on the other, inconclusive when it holds 0.']
   if summary['note']:
     parts.append(summary['note'])
+  if summary.get('left_out'):
+    parts.append('## Left out\n\n' + '\n'.join(f'- {line}' for line in summary['left_out']))
   base = lambda t: t.split(' (')[0]  # 'Table 5 (synthetic_aesthetics)' sorts as Table 5.
   tables = sorted(dict.fromkeys(c['table'] for c in summary['cells']),
                   key=lambda t: (TABLE_ORDER.index(base(t)) if base(t) in TABLE_ORDER

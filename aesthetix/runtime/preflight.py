@@ -68,11 +68,13 @@ def trained_workdir_problem(workdir, need_checkpoint=True):
   return None
 
 
-def raise_if_any(problems):
-  """Raises one PreflightError listing every problem (None entries are fine)."""
-  problems = [p for p in problems if p]
-  if len(problems) == 1:
-    raise PreflightError(f'{problems[0]}.')
-  if problems:
-    raise PreflightError(f'{len(problems)} things are missing or wrong:\n' +
-                         '\n'.join(f'  - {p}.' for p in problems))
+def raise_if_any(problems, advice=None):
+  """Raises one PreflightError listing every problem (None entries are fine),
+  with `advice` (a sentence: another way on) last; nothing when there are none."""
+  problems = [p.rstrip('.') for p in problems if p]
+  if not problems:
+    return
+  text = (f'{problems[0]}.' if len(problems) == 1 else
+          f'{len(problems)} things are missing or wrong:\n' +
+          '\n'.join(f'  - {p}.' for p in problems))
+  raise PreflightError(text + (f'\n{advice}.' if advice else ''))

@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import fcntl
 import json
+import math
 import os
 import socket
 import zipfile
@@ -184,10 +185,34 @@ def write_text(path, text):
     f.write(text)
 
 
+def finite_json(value):
+  """`value` with what strict JSON (RFC 8259) cannot hold made plain: NaN and
+  infinities become None (null: the value does not exist, e.g. the rho of a
+  constant column), NumPy scalars and arrays Python numbers and lists, tuples lists."""
+  if isinstance(value, dict):
+    return {k: finite_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [finite_json(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return finite_json(value.tolist())
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def dumps(value, **kwargs):
+  """Strict JSON text of `value` (see finite_json): every reader parses it,
+  JSON.parse and serde_json included."""
+  return json.dumps(finite_json(value), allow_nan=False, **kwargs)
+
+
 def write_json(path, value, **kwargs):
+  """Writes `value` as strict JSON (see `dumps`), whole or not at all."""
+  text = dumps(value, **kwargs)
   with atomic_file(path) as f:
-    json.dump(value, f, **kwargs)
-    f.write('\n')
+    f.write(text + '\n')
 
 
 def write_lines(path, lines):
@@ -203,7 +228,7 @@ def save_npz(path, arrays):
 def append_jsonl(path, record):
   """Appends one JSON line, whole: a single write, flushed and synced."""
   _writable(path)
-  line = json.dumps(record) + '\n'
+  line = dumps(record) + '\n'
   with writing(path), open(path, 'a') as f:
     f.write(line)
     f.flush()
@@ -232,7 +257,10 @@ def repair_jsonl(path):
 
 
 def read_json(path, what='file'):
-  """The JSON value in `path`; WorkdirError naming the file when it does not parse."""
+  """The JSON value in `path`; WorkdirError naming the file when it does not parse.
+
+  Lenient on purpose: files of older versions hold bare NaN, which reads as nan.
+  """
   try:
     with open(path) as f:
       return json.load(f)

@@ -29,7 +29,6 @@ beside DIR and renamed when complete: a failed export leaves nothing.
 
 import contextlib
 import datetime
-import json
 import os
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 
 from aesthetix.data import resize
 from aesthetix.runtime import errors
+from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.serving import scorer as scorer_lib
 
 FORMATS = ('saved_model', 'stablehlo', 'tflite')
@@ -215,7 +215,7 @@ def export(workdir, output, fmt, overwrite=False, quantize=None):
              else _WRITERS[fmt](scorer, tmp))  # Only TFLite takes a quantization.
     info = metadata(scorer, fmt, extra)
     with open(os.path.join(tmp, METADATA), 'w') as f:
-      json.dump(info, f, indent=2)
+      f.write(workdir_lib.dumps(info, indent=2))
     if os.path.exists(output):
       shutil.rmtree(output)
     os.replace(tmp, output)

@@ -13,7 +13,6 @@ import collections
 import concurrent.futures
 import csv
 import itertools
-import json
 import os
 import sys
 import time
@@ -140,8 +139,7 @@ def write_scores(rows, names, output):
     if output.lower().endswith('.json'):
       records = [{c: _rounded(row[c]) if c in names else (row[c] or None) for c in cols}
                  for row in rows]
-      json.dump(records, f, indent=2)
-      f.write('\n')
+      f.write(workdir_lib.dumps(records, indent=2) + '\n')
     else:
       _write_csv(rows, cols, f)
 

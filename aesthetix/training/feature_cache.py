@@ -249,7 +249,7 @@ def _finish_part(tmp, path):
                 bytes=os.path.getsize(tmp), crc32=checksum(tmp))
   sidecar_tmp = tmp_path(sidecar_path(path), suffix='')
   with open(sidecar_tmp, 'w') as f:
-    json.dump(record, f)
+    f.write(workdir_lib.dumps(record))
     f.flush()
     os.fsync(f.fileno())
   os.replace(sidecar_tmp, sidecar_path(path))

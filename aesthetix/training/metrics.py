@@ -11,6 +11,8 @@ def output_metrics(names, y_true, y_pred):
   """Per output: Spearman's rho and p-value, Pearson's r and p-value, MSE.
 
   y_true, y_pred: [N, n] in the dataset's scale, columns in `names` order.
+  Where the correlations do not exist (NaN here, null in the JSON files), the
+  output's `undefined` says why.
   """
   y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
   results = {}
@@ -20,12 +22,26 @@ def output_metrics(names, y_true, y_pred):
     r, r_p = _correlation(stats.pearsonr, t, p)
     results[name] = dict(spearman=rho, spearman_p=rho_p, pearson=r, pearson_p=r_p,
                          mse=float(np.mean((t - p) ** 2)), n=int(len(t)))
+    why = undefined_reason(t, p)
+    if why:
+      results[name]['undefined'] = why
   return results
+
+
+def undefined_reason(true, pred):
+  """Why no correlation of `true` with `pred` (each [N]) exists, or None."""
+  if len(true) < 2:
+    return 'correlations need two examples or more'
+  if np.ptp(true) == 0:
+    return 'every true value is the same: correlations are undefined'
+  if np.ptp(pred) == 0:
+    return 'every prediction is the same: correlations are undefined'
+  return None
 
 
 def _correlation(fn, a, b):
   """(statistic, p-value), NaN when either side is constant (undefined)."""
-  if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+  if undefined_reason(a, b):
     return float('nan'), float('nan')
   result = fn(a, b)
   return float(result[0]), float(result[1])
@@ -47,6 +63,15 @@ def rank_correlation_matrix(values):
     ranks = stats.rankdata(values[:, varying], axis=0)
     matrix[np.ix_(varying, varying)] = np.atleast_2d(np.corrcoef(ranks, rowvar=False))
   return matrix
+
+
+def constant_columns(names, values):
+  """The names of the columns of [N, n] `values` that hold one value (their rank
+  correlations are undefined)."""
+  values = np.asarray(values, np.float64)
+  if len(values) < 2:
+    return list(names)
+  return [name for name, spread in zip(names, np.ptp(values, axis=0)) if spread == 0]
 
 
 def equal_edges(lo, hi, num=NUM_SCORE_INTERVALS):

@@ -358,6 +358,9 @@ def train_and_evaluate(config, workdir):
   """
   plan = plan_lib.resolve(config)
   preflight(plan)
+  # Built (or found built) before the workdir is touched: data that does not
+  # build refuses the run with the workdir as it was.
+  datasets.builder(plan.data)
   lock = lock_workdir(workdir)
   try:
     _train_and_evaluate(plan, workdir)

@@ -166,7 +166,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           raise ratings.RatingsError(
               f'{where}, line {photo.line}: photo {photo.path!r} cannot be read ({e}). '
               'Replace it, remove its row, or build with skip_unreadable=True '
-              '(config.dataset.skip_unreadable) to leave it out.') from e
+              '(--config.dataset.skip_unreadable=True) to leave it out.') from e
         logging.warning('Skipping unreadable photo %s: %s', path, e)
         skipped.append(photo.path)
         continue

@@ -26,9 +26,9 @@ Without a split column, the images are split by a seeded permutation of their
 sorted paths (DEFAULT_SPLIT unless dataset.json says otherwise), so the split
 is the same on every machine for the same files.
 
-Every problem is a `RatingsError` naming the file, the row (the line in the
-file, the header being line 1) and how to fix it. Nothing in the folder is
-ever written.
+Every problem names the file, the row (the line in the file, the header
+being line 1) and how to fix it; `read` finds them all before it reports, and
+raises one `RatingsError` listing them. Nothing in the folder is ever written.
 """
 
 import collections
@@ -59,6 +59,8 @@ DEFAULT_SPLIT = {'validation': 0.1, 'test': 0.1, 'seed': 0}
 DELIMITERS = (',', ';', '\t')
 _DECIMAL_COMMA = re.compile(r'^[+-]?\d+,\d+$')
 _SPEC_KEYS = ('outputs', 'overall', 'ratings', 'rows', 'split')
+# At most this many problems are listed in one message; a count says how many more.
+MAX_LISTED = 20
 
 
 class RatingsError(errors.UserError, ValueError):
@@ -210,6 +212,7 @@ def _number(text, delimiter):
 
 
 def _image_path(text, manual_dir, where):
+  """The photo's normalised path inside the folder; RatingsError when it is not one."""
   rel = text.strip().replace('\\', '/')
   if not rel:
     raise RatingsError(f'{where}: the {IMAGE_COLUMN!r} cell is empty.')
@@ -221,8 +224,65 @@ def _image_path(text, manual_dir, where):
   return norm
 
 
-def read_rows(manual_dir, spec):
-  """[(line, image path, [value or None per output], split cell or None)] of the ratings file."""
+def problems_error(manual_dir, problems):
+  """One RatingsError listing `problems` (each 'FILE, line N: what; the fix'),
+  the first MAX_LISTED of them with a count of the rest; None when there are none."""
+  if not problems:
+    return None
+  if len(problems) == 1:
+    return RatingsError(problems[0])
+  shown = problems[:MAX_LISTED]
+  more = len(problems) - len(shown)
+  return RatingsError(
+      f'{len(problems)} problems in the rated photos of {manual_dir}; fix them all, then '
+      'run again:\n' + '\n'.join(f'  - {p}' for p in shown)
+      + (f'\n  - ... and {more} more of the same kinds.' if more else ''))
+
+
+def _raise_if_any(manual_dir, problems):
+  error = problems_error(manual_dir, problems)
+  if error is not None:
+    raise error
+
+
+def _row_values(record, spec, columns, delimiter, where, problems):
+  """[value or None per output] of one row, each problem of its cells added to
+  `problems`; None when a cell was bad."""
+  values, ok = [], True
+  for name, lo, hi in spec.outputs:
+    cell = record[columns[name]]
+    if not cell.strip():
+      if spec.rows == 'images':
+        problems.append(f'{where}: no value for {name!r}; every photo needs every '
+                        'output in "rows": "images" (votes may leave cells blank).')
+        ok = False
+      values.append(None)
+      continue
+    try:
+      value = _number(cell, delimiter)
+    except ValueError:
+      problems.append(f'{where}: {name} = {cell.strip()!r} is not a number.')
+      ok = False
+      continue
+    if not lo <= value <= hi:
+      problems.append(f'{where}: {name} = {cell.strip()} lies outside its range '
+                      f'[{lo:g}, {hi:g}] declared in {SPEC_FILE}; fix the value or '
+                      'the range.')
+      ok = False
+    values.append(value)
+  return values if ok else None
+
+
+def read_rows(manual_dir, spec, problems=None):
+  """[(line, image path, [value or None per output], split cell or None)] of the
+  ratings file's good rows.
+
+  A problem of the file as a whole (missing, not UTF-8, no header, a missing
+  column) raises RatingsError at once; the problems of rows are added to
+  `problems` (None: raised together at the end) and their rows left out.
+  """
+  collect = problems is None
+  problems = [] if collect else problems
   path = os.path.join(manual_dir, spec.ratings)
   if not os.path.isfile(path):
     raise RatingsError(f'{path} not found: dataset.json names {spec.ratings!r} as the ratings '
@@ -246,39 +306,31 @@ def read_rows(manual_dir, spec):
     raise RatingsError(f'{path}: {what}; its columns are {", ".join(header)}. Name the '
                        'columns as dataset.json names the outputs (and the photos\' column '
                        f'{IMAGE_COLUMN!r}).')
-  rows = []
+  rows, read_any = [], False
   for record in reader:
     line = reader.line_num
     if not any(cell.strip() for cell in record):
       continue  # Blank lines, as spreadsheets leave at the end.
+    read_any = True
     where = f'{path}, line {line}'
     if len(record) != len(header):
-      raise RatingsError(f'{where}: {len(record)} cells for {len(header)} columns; check '
-                         f'the separators (this file uses {delimiter!r}) and quotes.')
-    values = []
-    for name, lo, hi in spec.outputs:
-      cell = record[columns[name]]
-      if not cell.strip():
-        if spec.rows == 'images':
-          raise RatingsError(f'{where}: no value for {name!r}; every photo needs every '
-                             'output in "rows": "images" (votes may leave cells blank).')
-        values.append(None)
-        continue
-      try:
-        value = _number(cell, delimiter)
-      except ValueError:
-        raise RatingsError(f'{where}: {name} = {cell.strip()!r} is not a number.') from None
-      if not lo <= value <= hi:
-        raise RatingsError(f'{where}: {name} = {cell.strip()} lies outside its range '
-                           f'[{lo:g}, {hi:g}] declared in {SPEC_FILE}; fix the value or '
-                           'the range.')
-      values.append(value)
-    split = record[columns[spec.split_column]].strip() if spec.split_column else None
-    rows.append((line, _image_path(record[columns[IMAGE_COLUMN]], manual_dir, where),
-                 values, split))
-  if not rows:
+      problems.append(f'{where}: {len(record)} cells for {len(header)} columns; check '
+                      f'the separators (this file uses {delimiter!r}) and quotes.')
+      continue
+    values = _row_values(record, spec, columns, delimiter, where, problems)
+    try:
+      image = _image_path(record[columns[IMAGE_COLUMN]], manual_dir, where)
+    except RatingsError as e:
+      problems.append(str(e))
+      continue
+    if values is not None:
+      split = record[columns[spec.split_column]].strip() if spec.split_column else None
+      rows.append((line, image, values, split))
+  if not read_any:
     raise RatingsError(f'{path}: a header and no rows; add one row per '
                        f'{"vote" if spec.rows == "votes" else "photo"}.')
+  if collect:
+    _raise_if_any(manual_dir, problems)
   return rows
 
 
@@ -289,84 +341,129 @@ def _split_name(cell, where, column):
   return name
 
 
-def aggregate(manual_dir, spec, rows):
-  """{image path: (first line, values [outputs], votes, std [outputs], split cell)}."""
+def aggregate(manual_dir, spec, rows, problems=None):
+  """{image path: (first line, values [outputs], votes, std [outputs], split cell)}.
+
+  Problems (a photo rated twice in "rows": "images", votes naming different
+  splits, an output without a vote) are added to `problems` (None: raised
+  together) and their photos left out.
+  """
+  collect = problems is None
+  problems = [] if collect else problems
   path = os.path.join(manual_dir, spec.ratings)
   grouped = collections.OrderedDict()
   for line, image, values, split in rows:
     if image in grouped and spec.rows == 'images':
-      raise RatingsError(f'{path}, line {line}: image {image!r} is rated again (first on '
-                         f'line {grouped[image][0][0]}); with "rows": "images" each photo '
-                         'has one row. Remove the duplicate, or set "rows": "votes" in '
-                         f'{SPEC_FILE} when rows are votes.')
+      problems.append(f'{path}, line {line}: image {image!r} is rated again (first on '
+                      f'line {grouped[image][0][0]}); with "rows": "images" each photo '
+                      'has one row. Remove the duplicate, or set "rows": "votes" in '
+                      f'{SPEC_FILE} when rows are votes.')
+      continue
     grouped.setdefault(image, []).append((line, values, split))
   out = collections.OrderedDict()
   for image, votes in grouped.items():
     first = votes[0][0]
     splits = {s for _, _, s in votes}
     if len(splits) > 1:
-      raise RatingsError(f'{path}, line {first}: the votes of {image!r} name different '
-                         f'splits ({", ".join(sorted(splits))}); give each photo one.')
-    means, stds = [], []
+      problems.append(f'{path}, line {first}: the votes of {image!r} name different '
+                      f'splits ({", ".join(sorted(splits))}); give each photo one.')
+      continue
+    means, stds, ok = [], [], True
     for k, name in enumerate(spec.names):
       given = np.array([v[k] for _, v, _ in votes if v[k] is not None], np.float64)
       if not len(given):
-        raise RatingsError(f'{path}, line {first}: no vote for {name!r} on image {image!r}; '
-                           'every photo needs at least one vote for each output.')
+        problems.append(f'{path}, line {first}: no vote for {name!r} on image {image!r}; '
+                        'every photo needs at least one vote for each output.')
+        ok = False
+        continue
       means.append(given.mean())
       stds.append(given.std())
-    out[image] = (first, np.array(means, np.float32), len(votes),
-                  np.array(stds, np.float32), splits.pop())
+    if ok:
+      out[image] = (first, np.array(means, np.float32), len(votes),
+                    np.array(stds, np.float32), splits.pop())
+  if collect:
+    _raise_if_any(manual_dir, problems)
   return out
 
 
-def assign_splits(manual_dir, spec, aggregated):
-  """{image: split}: the split column's, or a seeded permutation of the sorted paths."""
+def assign_splits(manual_dir, spec, aggregated, problems=None, judge_sizes=True):
+  """{image: split}: the split column's, or a seeded permutation of the sorted paths.
+
+  Problems (an unknown split name, a split without photos, too few photos for
+  the fractions) are added to `problems` (None: raised together). Without
+  `judge_sizes` only each row's split name is checked (the rows are not yet
+  all there, so the sizes would be judged on the wrong photos).
+  """
+  collect = problems is None
+  problems = [] if collect else problems
   path = os.path.join(manual_dir, spec.ratings)
+  splits = {}
   if spec.split_column:
-    splits = {image: _split_name(a[4], f'{path}, line {a[0]}', spec.split_column)
-              for image, a in aggregated.items()}
-  else:
+    for image, a in aggregated.items():
+      try:
+        splits[image] = _split_name(a[4], f'{path}, line {a[0]}', spec.split_column)
+      except RatingsError as e:
+        problems.append(str(e))
+  elif judge_sizes:  # Else nothing to check: a permutation has no per-row names.
     images = sorted(aggregated)
     n = len(images)
     f = spec.split_fractions
     n_val, n_test = round(n * f['validation']), round(n * f['test'])
     if min(n_val, n_test, n - n_val - n_test) < 1:
-      raise RatingsError(
+      problems.append(
           f'{path}: {n} photo(s) are too few for the split validation {f["validation"]:g}, '
           f'test {f["test"]:g} (each split needs at least one photo: {n_val} validation, '
           f'{n_test} test, {n - n_val - n_test} train). Rate more photos, or change '
           f'"split" in {SPEC_FILE}.')
-    order = np.random.default_rng(f['seed']).permutation(n)
-    names = ['test'] * n_test + ['validation'] * n_val + ['train'] * (n - n_test - n_val)
-    splits = {images[i]: s for i, s in zip(order, names)}
+    else:
+      order = np.random.default_rng(f['seed']).permutation(n)
+      names = ['test'] * n_test + ['validation'] * n_val + ['train'] * (n - n_test - n_val)
+      splits = {images[i]: s for i, s in zip(order, names)}
   empty = [s for s in SPLITS if s not in set(splits.values())]
-  if empty:
-    raise RatingsError(f'{path}: the split(s) {", ".join(empty)} hold no photo; every split '
-                       f'needs at least one (column {spec.split_column!r}).')
+  if empty and splits and judge_sizes:
+    problems.append(f'{path}: the split(s) {", ".join(empty)} hold no photo; every split '
+                    f'needs at least one (column {spec.split_column!r}).')
+  if collect:
+    _raise_if_any(manual_dir, problems)
   return splits
+
+
+def _missing_problem(manual_dir, path, aggregated, missing):
+  """The problem of the photos named in the ratings but absent from the folder."""
+  listed = ', '.join(f'{image!r} (line {aggregated[image][0]})'
+                     for image in missing[:MAX_LISTED])
+  more = f' and {len(missing) - MAX_LISTED} more' if len(missing) > MAX_LISTED else ''
+  first = missing[0]
+  return (f'{path}, line {aggregated[first][0]}: image {first!r} is not in {manual_dir} '
+          f'({len(missing)} missing in all: {listed}{more}); place them there, fix the '
+          'paths, or build with skip_unreadable=True (--config.dataset.skip_unreadable=True) '
+          'to leave such photos out.')
 
 
 def read(manual_dir, skip_missing=False):
   """(Spec, [Image], missing paths): everything a build needs, checked.
 
-  A photo named in the ratings but not in the folder is an error, or, with
-  `skip_missing`, left out and returned among the missing.
+  Every problem of the ratings file and the photos it names is found before
+  any is reported: one RatingsError lists them all, each with its file and
+  line. A photo named in the ratings but not in the folder is a problem, or,
+  with `skip_missing`, left out and returned among the missing. Pure Python
+  (no TensorFlow): run.py checks a folder with it before JAX loads.
   """
   spec = read_spec(manual_dir)
-  aggregated = aggregate(manual_dir, spec, read_rows(manual_dir, spec))
+  problems = []
+  aggregated = aggregate(manual_dir, spec, read_rows(manual_dir, spec, problems), problems)
   path = os.path.join(manual_dir, spec.ratings)
   missing = [image for image in aggregated
              if not os.path.isfile(os.path.join(manual_dir, image))]
   if missing and not skip_missing:
-    first = missing[0]
-    raise RatingsError(f'{path}, line {aggregated[first][0]}: image {first!r} is not in '
-                       f'{manual_dir} ({len(missing)} missing in all); place it there, fix '
-                       'the path, or build with skip_unreadable=True '
-                       '(config.dataset.skip_unreadable) to leave such photos out.')
+    problems.append(_missing_problem(manual_dir, path, aggregated, missing))
   for image in missing:
     del aggregated[image]
-  splits = assign_splits(manual_dir, spec, aggregated)
+  # The split sizes are judged on the photos as the build will have them: not
+  # while rows are left out for problems still to be fixed (each row's split
+  # name is checked either way).
+  splits = assign_splits(manual_dir, spec, aggregated, problems, judge_sizes=not problems)
+  _raise_if_any(manual_dir, problems)
   photos = [Image(image, values, votes, std, splits[image], line)
             for image, (line, values, votes, std, _) in aggregated.items()]
   return spec, photos, missing
