@@ -1,8 +1,9 @@
-"""Keras 3 (TensorFlow) and aesthetix on the paper's two-stage schedule, side by side.
+"""Keras 3 (TensorFlow), PyTorch and aesthetix on the paper's two-stage schedule, side by side.
 
   python -m bench.keras_vs_aesthetix                     # small: minutes on 2 CPU cores
   python -m bench.keras_vs_aesthetix --paper             # 224x224, batch 64, 5 + 3 epochs
   python -m bench.keras_vs_aesthetix --bf16 --output=bench.md
+  python -m bench.keras_vs_aesthetix --sides=keras,aesthetix   # columns to run
 
 One process runs, one after the other, on the same machine: the paper's model
 in Keras (bench/keras_reference.py, also the reference of the equivalence tests)
@@ -26,6 +27,12 @@ sides' test Spearman rho after each stage.
 runs only the two schedules, once per seed, and prints the test rho of both
 sides paired by seed (mean, spread, the difference's confidence interval: the
 same results in distribution, or not) and each seed's wall times and speed-ups.
+
+Two PyTorch eager columns (bench/torch_peer.py; where torch is installed, `pip
+install -r requirements-bench.txt`, else they read n/a): the same model,
+initial weights, Keras' Adam and schedule, on aesthetix's own batches (the same
+order and flips), once on images every step and once on caches of the frozen
+layers computed once per image and mirror image, as aesthetix's caches are.
 """
 
 import dataclasses
@@ -56,6 +63,12 @@ from aesthetix.training import steps
 from bench import keras_reference
 from bench import paired
 from bench import rates
+try:
+  from bench import torch_peer
+except ImportError as e:  # torch alone is optional; any other failure is a bug.
+  if e.name != 'torch':
+    raise
+  torch_peer = None
 from configs import aadb
 from configs import demo
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -63,7 +76,8 @@ from configs import demo
 # Row names, in table order. Throughputs: higher is better; times: lower is better.
 FORWARD = 'backbone forward, images/s'
 STEP2 = 'stage 2 train step on images, images/s'
-STEP2_RUN = 'stage 2 train step as run (aesthetix: from cached block4_conv1), images/s'
+STEP2_RUN = ('stage 2 train step as run (aesthetix and PyTorch cached: from cached '
+             'block4_conv1), images/s')
 STEADY1 = 'stage 1 steady-state training, images/s (epochs 2+)'
 STEADY2 = 'stage 2 steady-state training, images/s (epochs 2+)'
 STAGE1 = 'stage 1 wall time, s'
@@ -72,6 +86,8 @@ WHOLE = 'whole schedule wall time, s'
 FLOOR1 = 'FLOP floor, stage 1, s'
 FLOOR2 = 'FLOP floor, stage 2, s'
 FLOOR = 'FLOP floor, whole schedule, s'
+# The step from cached block4_conv1: a program of the sides that cache it, not a row.
+PREFIX_STEP = 'stage 2 train step from cached block4_conv1'
 RATE_ROWS = (FORWARD, STEP2, STEP2_RUN, STEADY1, STEADY2)
 TIME_ROWS = (STAGE1, STAGE2, WHOLE, FLOOR1, FLOOR2, FLOOR)
 ROWS = RATE_ROWS + TIME_ROWS  # Steady state needs 2+ epochs in the stage, else n/a.
@@ -83,7 +99,15 @@ CACHED_PASSES_PER_IMAGE = 2
 INITIAL_WEIGHTS_FILE = 'initial.weights.h5'
 # Keras' weights after its stage 1: aesthetix's stage 2 start with --same_stage2_start.
 STAGE1_WEIGHTS_FILE = 'keras_stage1.weights.h5'
-SIDES = (('keras', 'Keras', 'Keras'), ('aesthetix', 'aesthetix', 'aesthetix'))
+SIDES = (('keras', 'Keras', 'Keras'), ('aesthetix', 'aesthetix', 'aesthetix'))  # --seeds.
+# The table's columns, in order: {side: title}. Ratios are to aesthetix's column.
+KERAS, TORCH, TORCH_CACHED, AESTHETIX = 'keras', 'torch', 'torch_cached', 'aesthetix'
+COLUMNS = {KERAS: 'Keras 3 (TF)', TORCH: 'PyTorch eager', TORCH_CACHED: 'PyTorch eager, cached',
+           AESTHETIX: 'aesthetix'}
+SHORT_NAMES = {KERAS: 'Keras', TORCH: 'PyTorch', TORCH_CACHED: 'PyTorch cached',
+               AESTHETIX: 'aesthetix'}  # In the ratio and difference columns.
+TORCH_SIDES = (TORCH, TORCH_CACHED)
+TORCH_MISSING = 'PyTorch not installed: pip install -r requirements-bench.txt for its column'
 
 
 @dataclasses.dataclass
@@ -99,6 +123,7 @@ class Settings:
   bf16: bool = False          # aesthetix with config.model.dtype='bfloat16'.
   keras_gpu: bool = False     # Let TensorFlow use GPUs (default: Keras on CPU).
   timed_steps: int = 10       # Batches per throughput measurement.
+  sides: tuple = tuple(COLUMNS)  # Columns to run (aesthetix always); see COLUMNS.
   matmul_size: int = 2048     # Side of the square float32 matmul for the machine's rate.
   workdir: str = ''           # '' : a fresh temporary directory.
   data_dir: str = ''          # '' : <workdir>/data.
@@ -147,12 +172,18 @@ def split_arrays(config, split):
 # ------------------------------------------------------------------ the machine
 
 
-def machine_line(keras_device, keras_xla):
+def machine_line(keras_device=None, keras_xla=None, torch_line=None):
+  """The CPU, JAX's devices, and the peers that ran (Keras on `keras_device`;
+  `torch_line`: torch_peer.version_line())."""
   d = jax.devices()[0]
-  return (f'{rates.cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} on '
-          f'{jax.device_count()} x {d.device_kind} ({d.platform}); Keras '
-          f'{keras.__version__} on TensorFlow {tf.__version__} ({keras_device}, XLA '
-          f'{"on" if keras_xla else "off"})')
+  parts = [f'{rates.cpu_model()}, {os.cpu_count()} cores', f'JAX {jax.__version__} on '
+           f'{jax.device_count()} x {d.device_kind} ({d.platform})']
+  if keras_device:
+    parts.append(f'Keras {keras.__version__} on TensorFlow {tf.__version__} ({keras_device}, '
+                 f'XLA {"on" if keras_xla else "off"})')
+  if torch_line:
+    parts.append(torch_line)
+  return '; '.join(parts)
 
 
 # ------------------------------------------------------------------ Keras
@@ -290,29 +321,28 @@ def keras_schedule(config, data, stage1_weights=None):
   return model, seconds, timers, predictions
 
 
-def keras_rhos(config, predictions, test_targets):
-  """{stage: paired.rho_pair} of Keras' test predictions (targets in [0, 1]:
+def prediction_rhos(config, predictions, test_targets):
+  """{stage: paired.rho_pair} of a peer's test predictions (targets in [0, 1]:
   rank correlations need no rescaling to the dataset's scale)."""
   names = list(plan_lib.resolve(config).output_names)
   return {stage: paired.rho_pair(names, metrics.output_metrics(names, test_targets, pred))
           for stage, pred in predictions.items()}
 
 
-def keras_forward_rate(model, images, timed_steps):
-  """Images/s of Keras' VGG16 + pooling on uint8 batches (preprocessing included)."""
+def keras_forward_call(model, images):
+  """A call of Keras' VGG16 + pooling on a uint8 batch (preprocessing included), to time."""
   pool = next(l for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling2D))
   features = keras.Model(model.input, pool.output)
   fn = tf.function(lambda x: features(keras_preprocess(x), training=False),
                    jit_compile=bool(model.jit_compile))
   x = tf.constant(images)
-  return rates.median_rate(lambda: fn(x).numpy(), len(images), timed_steps)
+  return lambda: fn(x).numpy()
 
 
-def keras_step_rate(model, images, targets, timed_steps):
-  """Images/s of `train_on_batch` in the model's current (stage 2) configuration."""
+def keras_step_call(model, images, targets):
+  """A call of `train_on_batch` in the model's current (stage 2) configuration, to time."""
   x = keras_preprocess(images).numpy()
-  return rates.median_rate(lambda: model.train_on_batch(x, targets), len(images),
-                           timed_steps)
+  return lambda: model.train_on_batch(x, targets)
 
 
 def keras_stall_note(timers, keras_seconds, our_seconds):
@@ -385,25 +415,35 @@ def fmt(value):
   return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
 
 
-def speedup(row, keras_value, ours):
-  """How many times faster aesthetix is: Keras/ours for times, ours/Keras for rates."""
-  if keras_value is None or ours is None or not keras_value or not ours:
+def speedup(row, theirs, ours):
+  """How many times faster aesthetix is than a peer: theirs/ours for times,
+  ours/theirs for rates."""
+  if theirs is None or ours is None or not theirs or not ours:
     return None
-  return ours / keras_value if row in RATE_ROWS else keras_value / ours
+  return ours / theirs if row in RATE_ROWS else theirs / ours
 
 
-def markdown_table(values, machine, notes):
-  """values: {row: (keras, aesthetix)} -> the Markdown table with its notes."""
-  lines = ['| | Keras 3 (TF) | aesthetix | aesthetix speed-up (x) |',
-           '|---|---:|---:|---:|']
+def peers(sides):
+  """The sides aesthetix is compared with, in column order."""
+  return [side for side in sides if side != AESTHETIX]
+
+
+def markdown_table(values, sides, machine, notes):
+  """values: {row: {side: value or None}} -> the Markdown table with its notes:
+  a column per side of `sides` (COLUMNS order), then aesthetix's speed-up over
+  each peer."""
+  head = [COLUMNS[side] for side in sides] + [
+      f'aesthetix speed-up over {SHORT_NAMES[side]} (x)' for side in peers(sides)]
+  lines = ['| | ' + ' | '.join(head) + ' |', '|---|' + '---:|' * len(head)]
   for row in ROWS:
     if row not in values:
       continue
-    k, a = values[row]
-    s = speedup(row, k, a)
-    lines.append(f'| {row} | {fmt(k)} | {fmt(a)} | {fmt_ratio(s)} |')
-  lines += ['', 'Speed-up: Keras time / aesthetix time for times, aesthetix images/s / '
-            'Keras images/s for throughputs; above 1 means aesthetix is faster.',
+    v = values[row]
+    cells = [fmt(v.get(side)) for side in sides] + [
+        fmt_ratio(speedup(row, v.get(side), v.get(AESTHETIX))) for side in peers(sides)]
+    lines.append(f'| {row} | ' + ' | '.join(cells) + ' |')
+  lines += ['', "Speed-up: the peer's time / aesthetix time for times, aesthetix images/s / "
+            "the peer's images/s for throughputs; above 1 means aesthetix is faster.",
             f'Machine: {machine}.'] + notes
   return '\n'.join(lines)
 
@@ -451,87 +491,167 @@ def stage2_only(config, weights):
   return config
 
 
-def run_schedules(config, data, run_dir, same_stage2_start=False):
-  """Both sides' schedules from the same initial weights, Keras first.
+def check_sides(sides):
+  """`sides` (names of COLUMNS, aesthetix among them) in column order."""
+  unknown = [side for side in sides if side not in COLUMNS]
+  if unknown or AESTHETIX not in sides:
+    raise ValueError(f'--sides={",".join(sides)}: choose among {", ".join(COLUMNS)}, '
+                     f'{AESTHETIX} always among them (the ratios are to it).')
+  return tuple(side for side in COLUMNS if side in sides)
 
-  same_stage2_start: aesthetix trains stage 2 alone, from Keras' weights after
-  stage 1, so that the two stage 2s start alike (stage 1 ends far apart
-  between runs: its test rho has an sd of 0.2 over seeds on the default data).
-  Returns (config as aesthetix ran it, {side: {'seconds', 'rhos', ...}}), with
-  Keras' model and epoch timers and aesthetix's metrics records.
+
+def torch_sides(sides):
+  """The PyTorch sides of `sides` that run here: none where torch is missing."""
+  return [side for side in sides if side in TORCH_SIDES] if torch_peer else []
+
+
+def torch_schedules(config, run_dir, sides):
+  """{side: {'seconds', 'epoch_seconds', 'rhos'}} of PyTorch's schedules."""
+  out, plan = {}, plan_lib.resolve(config)
+  for side in sides:
+    cache_dir = tempfile.mkdtemp(prefix=f'{side}_', dir=run_dir)
+    run = torch_peer.run_schedule(plan, cached=side == TORCH_CACHED, cache_dir=cache_dir)
+    out[side] = dict(seconds=run.seconds, epoch_seconds=run.epoch_seconds,
+                     predictions=run.predictions, test_targets=run.test_targets,
+                     rhos=prediction_rhos(config, run.predictions, run.test_targets))
+  return out
+
+
+def run_schedules(config, data, run_dir, same_stage2_start=False, sides=(KERAS, AESTHETIX)):
+  """The schedules of `sides` from the same initial weights: Keras, PyTorch, aesthetix.
+
+  same_stage2_start (Keras and aesthetix alone): aesthetix trains stage 2
+  alone, from Keras' weights after stage 1, so that the two stage 2s start
+  alike (stage 1 ends far apart between runs: its test rho has an sd of 0.2
+  over seeds on the default data). Returns (config as aesthetix ran it,
+  {side: {'seconds', 'rhos', ...}}), with Keras' model and epoch timers, the
+  PyTorch sides' epoch seconds and aesthetix's metrics records.
   """
+  if same_stage2_start and set(sides) != {KERAS, AESTHETIX}:
+    raise ValueError('same_stage2_start compares Keras and aesthetix alone.')
   config = shared_initial_weights(config, os.path.join(run_dir, INITIAL_WEIGHTS_FILE))
   stage1_weights = os.path.join(run_dir, STAGE1_WEIGHTS_FILE) if same_stage2_start else None
-  model, seconds, timers, predictions = keras_schedule(config, data, stage1_weights)
-  keras_side = dict(seconds=seconds, timers=timers, model=model,
-                    rhos=keras_rhos(config, predictions, data['test'][1]))
+  out = {}
+  if KERAS in sides:
+    model, seconds, timers, predictions = keras_schedule(config, data, stage1_weights)
+    out[KERAS] = dict(seconds=seconds, timers=timers, model=model, predictions=predictions,
+                      rhos=prediction_rhos(config, predictions, data['test'][1]))
+  out.update(torch_schedules(config, run_dir, torch_sides(sides)))
   if same_stage2_start:
     config = stage2_only(config, stage1_weights)
   seconds, records, rhos, timing = aesthetix_schedule(config, run_dir)
-  return config, dict(keras=keras_side,
-                      aesthetix=dict(seconds=seconds, records=records, rhos=rhos,
-                                     timing=timing))
+  out[AESTHETIX] = dict(seconds=seconds, records=records, rhos=rhos, timing=timing)
+  return config, out
+
+
+def torch_calls(plan, images, batch_targets):
+  """PyTorch's {FORWARD, STEP2, PREFIX_STEP: call} to time, each step on a
+  net fresh from the initial weights."""
+  out = {FORWARD: torch_peer.forward_call(torch_peer.build_net(plan), images)}
+  for program, from_prefix in ((STEP2, False), (PREFIX_STEP, True)):
+    out[program] = torch_peer.stage2_step_call(plan, torch_peer.build_net(plan), images,
+                                               batch_targets, from_prefix=from_prefix)
+  return out
+
+
+def throughputs(calls, timed_steps):
+  """{side: (forward, stage 2 step on images, stage 2 step as run) images/s} of
+  {side: {program: (call, images per call)}}, every call timed in the same
+  interleaved rounds (rates.interleaved_rates): a shared machine's load falls
+  on every side alike. The step as run: PREFIX_STEP where the side has one."""
+  flat = {(side, program): call for side, programs in calls.items()
+          for program, call in programs.items()}
+  speed = rates.interleaved_rates(flat, timed_steps)
+  return {side: (speed[(side, FORWARD)], speed[(side, STEP2)],
+                 speed[(side, PREFIX_STEP if PREFIX_STEP in programs else STEP2)])
+          for side, programs in calls.items()}
+
+
+def column(throughputs, steady, seconds, floors):
+  """{row: value} of one side: throughputs (forward, stage 2 step on images,
+  stage 2 step as run), steady-state rates and wall seconds per stage, and the
+  FLOP floors (stage 1, stage 2) of the work it does."""
+  forward, step, step_run = throughputs
+  return {FORWARD: forward, STEP2: step, STEP2_RUN: step_run,
+          STEADY1: steady[0], STEADY2: steady[1],
+          STAGE1: seconds['stage1'], STAGE2: seconds['stage2'], WHOLE: seconds['whole'],
+          FLOOR1: floors[0], FLOOR2: floors[1], FLOOR: floors[0] + floors[1]}
 
 
 def run_benchmark(settings):
-  """Runs both sides; {'table': Markdown, 'values': {row: (keras, ours)}, ...}."""
+  """Runs the sides of `settings.sides`; {'table': Markdown, 'values': {row:
+  {side: value or None}}, 'rhos': {side: {stage: rho_pair}}, 'runs': what
+  `run_schedules` returned, ...}."""
   settings = prepare_dirs(settings)
+  sides = check_sides(settings.sides)
   run_dir = tempfile.mkdtemp(prefix='aesthetix_run_', dir=settings.workdir)
   config = bench_config(settings)
+  if torch_sides(sides):
+    torch_peer.configure_threads()
   load_before = os.getloadavg()
   data = load_data(settings, config)
   images, targets = data['train']
   batch_images, batch_targets = images[:settings.batch_size], targets[:settings.batch_size]
   gflops = rates.matmul_gflops(settings.matmul_size)
 
-  config, sides = run_schedules(config, data, run_dir)
-  keras_model, keras_seconds, keras_timers = (
-      sides['keras'][k] for k in ('model', 'seconds', 'timers'))
-  our_seconds, records = sides['aesthetix']['seconds'], sides['aesthetix']['records']
-  keras_forward = keras_forward_rate(keras_model, batch_images, settings.timed_steps)
-  keras_step = keras_step_rate(keras_model, batch_images, batch_targets, settings.timed_steps)
-
+  config, ran = run_schedules(config, data, run_dir, sides=sides)
+  our_seconds, records = ran[AESTHETIX]['seconds'], ran[AESTHETIX]['records']
   plan = plan_lib.resolve(config)
   model = model_lib.build_model(plan.model)
   state = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
-  our_forward, forward_flops = rates.forward_rate(model, state['params'], batch_images,
-                                                  settings.timed_steps)
+  n_batch = plan.stage('stage2').batch_size
+  forward, forward_flops = rates.forward_call(model, state['params'], batch_images)
   batch = next(iter(input_pipeline.train_batches(
-      plan.data, plan.data.train_split, batch_size=plan.stage('stage2').batch_size, epoch=0,
-      seed=plan.seed)))
-  our_step, step_flops = rates.stage2_step_rate(plan, model, state, batch,
-                                                settings.timed_steps)
-  our_step_run, step_run_flops = (
-      rates.stage2_step_rate(plan, model, state, batch, settings.timed_steps,
-                             from_prefix=True)
-      if plan.prefix_cache else (our_step, step_flops))
+      plan.data, plan.data.train_split, batch_size=n_batch, epoch=0, seed=plan.seed)))
+  step, step_flops = rates.stage2_step_call(plan, model, state, batch)
+  calls = {AESTHETIX: {FORWARD: (forward, len(batch_images)), STEP2: (step, n_batch)}}
+  step_run_flops = step_flops
+  if plan.prefix_cache:
+    prefix_step, step_run_flops = rates.stage2_step_call(plan, model, state, batch,
+                                                         from_prefix=True)
+    calls[AESTHETIX][PREFIX_STEP] = (prefix_step, n_batch)
+  if KERAS in ran:
+    keras_model = ran[KERAS]['model']
+    calls[KERAS] = {FORWARD: keras_forward_call(keras_model, batch_images),
+                    STEP2: keras_step_call(keras_model, batch_images, batch_targets)}
+  if torch_sides(sides):
+    calls[TORCH] = torch_calls(plan, batch_images, batch_targets)
+  for side in calls:
+    if side != AESTHETIX:
+      calls[side] = {p: (c, len(batch_images)) for p, c in calls[side].items()}
+  measured = throughputs(calls, settings.timed_steps)
+  if TORCH in measured:  # One measurement on images, both PyTorch columns.
+    forward, step, step_prefix = measured[TORCH]
+    measured.update({TORCH: (forward, step, step), TORCH_CACHED: (forward, step, step_prefix)})
   # The best of a rate measured before and after: the floor is what the machine can do.
   gflops = max(gflops, rates.matmul_gflops(settings.matmul_size))
   load_after = os.getloadavg()
 
   n, rate = settings.num_images, gflops * 1e9
-  floor1_keras = forward_flops * n * settings.stage1_epochs / rate
-  floor1_ours = forward_flops * n * CACHED_PASSES_PER_IMAGE / rate
-  floor2 = step_flops * n * settings.stage2_epochs / rate
-  floor2_ours = step_run_flops * n * settings.stage2_epochs / rate
-  values = {
-      FORWARD: (keras_forward, our_forward),
-      STEP2: (keras_step, our_step),
-      STEP2_RUN: (keras_step, our_step_run),
-      STEADY1: (steady_rate(n, keras_timers['stage1'].train_seconds),
-                aesthetix_steady_rate(records, 'stage1')),
-      STEADY2: (steady_rate(n, keras_timers['stage2'].train_seconds),
-                aesthetix_steady_rate(records, 'stage2')),
-      STAGE1: (keras_seconds['stage1'], our_seconds['stage1']),
-      STAGE2: (keras_seconds['stage2'], our_seconds['stage2']),
-      WHOLE: (keras_seconds['whole'], our_seconds['whole']),
-      FLOOR1: (floor1_keras, floor1_ours),
-      FLOOR2: (floor2, floor2_ours),
-      FLOOR: (floor1_keras + floor2, floor1_ours + floor2_ours),
-  }
+  # Images every epoch (Keras, PyTorch eager), or caches (aesthetix, PyTorch cached).
+  on_images = (forward_flops * n * settings.stage1_epochs / rate,
+               step_flops * n * settings.stage2_epochs / rate)
+  on_caches = (forward_flops * n * CACHED_PASSES_PER_IMAGE / rate,
+               step_run_flops * n * settings.stage2_epochs / rate)
+  columns = {AESTHETIX: column(measured[AESTHETIX],
+                               [aesthetix_steady_rate(records, s) for s in plan_lib.STAGES],
+                               our_seconds, on_caches)}
+  if KERAS in ran:
+    timers = ran[KERAS]['timers']
+    columns[KERAS] = column(measured[KERAS],
+                            [steady_rate(n, timers[s].train_seconds) for s in plan_lib.STAGES],
+                            ran[KERAS]['seconds'], on_images)
+  for side in torch_sides(sides):
+    epochs = ran[side]['epoch_seconds']
+    columns[side] = column(measured[side],
+                           [steady_rate(n, epochs[s]) for s in plan_lib.STAGES],
+                           ran[side]['seconds'], on_caches if side == TORCH_CACHED else on_images)
+  values = {row: {side: columns[side][row] if side in columns else None for side in sides}
+            for row in ROWS}
   notes = [
-      f'{run_line(settings, config.model.dtype)}; throughputs: median of '
-      f'{settings.timed_steps} calls on one batch after {rates.WARMUP_STEPS} warm-up calls; load average '
+      f'{run_line(settings, config.model.dtype)}; throughputs: on one batch, the median of '
+      f'{settings.timed_steps} rounds that time one call of every side\'s programs in turn, '
+      f'after {rates.WARMUP_STEPS} warm-up calls each; load average '
       f'{load_before[0]:.2f} before, {load_after[0]:.2f} after.',
       'Wall times include model build, compilation, per-epoch validation and the test '
       'predictions after each stage (aesthetix also checkpoints every epoch); the whole '
@@ -544,12 +664,13 @@ def run_benchmark(settings):
       f'{settings.matmul_size}x{settings.matmul_size} matmul): backbone forward '
       f'{forward_flops / 1e9:.3f} GFLOP/image, stage 2 step {step_flops / 1e9:.3f} '
       f'GFLOP/image (from cached block4_conv1: {step_run_flops / 1e9:.3f}). Stage 1: '
-      f'Keras runs the frozen backbone every epoch ({settings.stage1_epochs} passes per '
-      f'image), aesthetix\'s feature cache {CACHED_PASSES_PER_IMAGE} (as stored and '
-      'flipped; the same pass keeps block4_conv1 for stage 2); the head and the '
-      'validation/test passes are left out. Stage 2: Keras steps on images, aesthetix '
-      'steps as it runs them.',
+      f'Keras and PyTorch eager run the frozen backbone every epoch ({settings.stage1_epochs} '
+      f'passes per image), aesthetix\'s feature cache and PyTorch cached '
+      f'{CACHED_PASSES_PER_IMAGE} (as stored and flipped; the same pass keeps block4_conv1 '
+      'for stage 2); the head and the validation/test passes are left out. Stage 2: Keras '
+      'and PyTorch eager step on images, aesthetix and PyTorch cached as they run them.',
   ]
+  notes += torch_notes(sides)
   sources = [f"{r['stage']}: {r['timing']['source']}" for r in records
              if 'source' in r.get('timing', {})]
   if sources:  # What aesthetix's steps read; the step row and floors above are from images.
@@ -559,31 +680,60 @@ def run_benchmark(settings):
     notes.append(f'aesthetix wrote no timing record for {", ".join(missing)} in '
                  f'{workdir_lib.METRICS_FILE}: those stage times are n/a; the whole schedule '
                  'is timed around train_and_evaluate.')
-  notes.append(keras_stall_note(keras_timers, keras_seconds, our_seconds))
-  machine = machine_line(keras_device_name(settings), keras_model.jit_compile)
-  rhos = {side: sides[side]['rhos'] for side in sides}
-  table = (markdown_table(values, machine, notes) + '\n\n'
-           + rho_table(rhos, settings.num_eval_images) + '\n\n'
-           + phase_table(sides['aesthetix']['timing'],
-                         "Where aesthetix's schedule spent its time (its run's phase table)"))
+  if KERAS in ran:
+    notes.append(keras_stall_note(ran[KERAS]['timers'], ran[KERAS]['seconds'], our_seconds))
+  machine = machine_line(
+      keras_device_name(settings) if KERAS in ran else None,
+      ran[KERAS]['model'].jit_compile if KERAS in ran else None,
+      torch_peer.version_line() if torch_sides(sides) else None)
+  rhos = {side: ran[side]['rhos'] for side in ran}
+  timing = ran[AESTHETIX]['timing']
+  table = (markdown_table(values, sides, machine, notes) + '\n\n'
+           + rho_table(rhos, sides, settings.num_eval_images) + '\n\n'
+           + phase_table(timing, "Where aesthetix's schedule spent its time (its run's phase table)"))
   return dict(table=table, values=values, rhos=rhos, machine=machine, settings=settings,
-              workdir=run_dir, timing=sides['aesthetix']['timing'])
+              workdir=run_dir, runs=ran, config=config, timing=timing)
 
 
-def rho_table(rhos, num_test):
-  """Both sides' test rho after each stage: {side: {stage: rho_pair}} -> Markdown."""
+def torch_notes(sides):
+  """What the PyTorch columns measured, or the one line saying torch is missing."""
+  if not any(side in TORCH_SIDES for side in sides):
+    return []
+  if torch_peer is None:
+    return [f'{TORCH_MISSING}.']
+  return ['PyTorch (bench/torch_peer.py, float32): the same initial weights, Keras\' Adam '
+          'and schedule, on aesthetix\'s batches (its input pipeline, read and decoded '
+          'inside the whole schedule\'s time as aesthetix\'s run does: the same order and '
+          'flips); validation loss every epoch and the test predictions after each stage, '
+          'no checkpoints. Cached: one pass per training image and mirror image (one per '
+          'evaluation image) at stage 1\'s start, inside its time, keeps the pooled features '
+          '(stage 1 trains the head on them) and block4_conv1\'s output (memory-mapped, '
+          'stage 2 starts from it). Its forward and stage 2 step on images are one '
+          'measurement, shown in both of its columns.']
+
+
+def rho_table(rhos, sides, num_test):
+  """Every side's test rho after each stage: {side: {stage: rho_pair}} -> Markdown,
+  with aesthetix's difference to each peer (n/a for a side that did not run)."""
   fmt_rho = report.fmt_metric
-  lines = [f'Test Spearman rho ({num_test} test images), both sides from the same '
-           'initial weights:', '',
-           '| | Keras 3 (TF) | aesthetix | aesthetix - Keras |', '|---|---:|---:|---:|']
+  head = [COLUMNS[side] for side in sides] + [
+      f'aesthetix - {SHORT_NAMES[side]}' for side in peers(sides)]
+  lines = [f'Test Spearman rho ({num_test} test images), every side from the same '
+           'initial weights:', '', '| | ' + ' | '.join(head) + ' |',
+           '|---|' + '---:|' * len(head)]
   for stage in plan_lib.STAGES:
-    if stage not in rhos['keras'] or stage not in rhos['aesthetix']:
-      continue
     for what, label in paired.MEASURE_LABELS.items():
-      k, a = rhos['keras'][stage][what], rhos['aesthetix'][stage][what]
-      lines.append(f'| {plan_lib.STAGE_TITLES[stage]} {label} | {fmt_rho(k)} | {fmt_rho(a)} '
-                   f'| {fmt_rho(a - k)} |')
-  lines += ['', 'One seed: each side draws its own flips, shuffles and dropout, so the '
+      rho = {side: rhos[side][stage][what] for side in sides
+             if stage in rhos.get(side, {})}
+      if AESTHETIX not in rho:
+        continue
+      diffs = [rho[AESTHETIX] - rho[side] if side in rho else None for side in peers(sides)]
+      lines.append(f'| {plan_lib.STAGE_TITLES[stage]} {label} | '
+                   + ' | '.join([fmt_rho(rho.get(side)) for side in sides]
+                                + [fmt_rho(d) for d in diffs]) + ' |')
+  lines += ['', 'One seed. Keras draws its own flips, shuffles and dropout masks; PyTorch '
+            'reads aesthetix\'s batches (the same order and flips) but draws its own dropout '
+            'masks (torch\'s generator, not JAX\'s), so no two sides train alike: the '
             'seed-to-seed spread (--seeds) is the yardstick for a difference.']
   return '\n'.join(lines)
 
@@ -672,6 +822,9 @@ def define_flags():
   flags.DEFINE_bool('bf16', d.bf16, "aesthetix with config.model.dtype='bfloat16'.")
   flags.DEFINE_bool('keras_gpu', d.keras_gpu, 'Let Keras (TensorFlow) use GPUs.')
   flags.DEFINE_integer('timed_steps', d.timed_steps, 'Batches per throughput measurement.')
+  flags.DEFINE_list('sides', list(d.sides), 'Columns to run, aesthetix among them: '
+                    f'{", ".join(COLUMNS)} (torch: PyTorch eager on images; torch_cached: on '
+                    'caches of the frozen layers). Not with --seeds (Keras and aesthetix).')
   flags.DEFINE_integer('matmul_size', d.matmul_size,
                        'Side of the float32 matmul that measures the machine.')
   flags.DEFINE_string('workdir', d.workdir, 'Where runs go, kept (default: a temporary '
@@ -700,6 +853,10 @@ def main(argv):
   configure_tf_devices(f.keras_gpu)
   settings = Settings(**{field.name: f[field.name].value
                          for field in dataclasses.fields(Settings)})
+  try:
+    settings = dataclasses.replace(settings, sides=check_sides(settings.sides))
+  except ValueError as e:  # A user's --sides: exit 2 with the message.
+    raise app.UsageError(str(e), exitcode=2) from e
   if f.paper:
     settings = paper_schedule(settings)
   # Without --workdir the runs (0.5-1.3 GB at the defaults) go to a temporary

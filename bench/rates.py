@@ -56,6 +56,23 @@ def median_rate(call, batch_images, timed_steps):
   return batch_images / float(np.median(seconds))
 
 
+def interleaved_rates(calls, timed_steps):
+  """{key: images/s} of {key: (call, images per call)}: WARMUP_STEPS calls of
+  each, then `timed_steps` rounds that time one call of every key in turn, the
+  median per key. Interleaved, so that another process's load on a shared
+  machine falls on every key alike, not on the few measured while it ran."""
+  for call, _ in calls.values():
+    for _ in range(WARMUP_STEPS):
+      call()
+  seconds = {key: [] for key in calls}
+  for _ in range(timed_steps):
+    for key, (call, _) in calls.items():
+      start = time.perf_counter()
+      call()
+      seconds[key].append(time.perf_counter() - start)
+  return {key: images / float(np.median(seconds[key])) for key, (_, images) in calls.items()}
+
+
 def flops_of(compiled):
   """FLOPs XLA counts in a compiled program (cost_analysis: a dict, or a list of them)."""
   cost = compiled.cost_analysis()
@@ -64,20 +81,27 @@ def flops_of(compiled):
   return float(cost['flops'])
 
 
-def forward_rate(model, params, images, timed_steps):
-  """(images/s, FLOPs per image) of the jitted backbone + pooling on one batch."""
+def forward_call(model, params, images):
+  """(call, FLOPs per image) of the jitted backbone + pooling on one batch,
+  compiled as train's programs are; call() runs it once and waits."""
   fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.features))
   x = jnp.asarray(images)
-  # Compiled as train's programs are; timed too: one compilation, not two.
   compiled = parallel.compile_lowered(fwd.lower(params, x))
-  rate = median_rate(lambda: compiled(params, x).block_until_ready(), len(images),
-                     timed_steps)
-  return rate, flops_of(compiled) / len(images)
+  return (lambda: compiled(params, x).block_until_ready(),
+          flops_of(compiled) / len(images))
 
 
-def stage2_step_rate(plan, model, state, batch, timed_steps, from_prefix=False):
-  """(images/s, FLOPs per image) of the stage 2 train step on `batch` (a host
-  batch of the global batch size, with 'image').
+def forward_rate(model, params, images, timed_steps):
+  """(images/s, FLOPs per image) of `forward_call`."""
+  # Timed as compiled: one compilation, not two.
+  call, flops = forward_call(model, params, images)
+  return median_rate(call, len(images), timed_steps), flops
+
+
+def stage2_step_call(plan, model, state, batch, from_prefix=False):
+  """(call, FLOPs per image) of the stage 2 train step on `batch` (a host
+  batch of the global batch size, with 'image'); call() runs one step and
+  waits (each trains on from the one before).
 
   from_prefix: the step as `train` runs it with the prefix cache, on the
   cached output of the frozen layers below stage 2's; else on images.
@@ -103,5 +127,10 @@ def stage2_step_rate(plan, model, state, batch, timed_steps, from_prefix=False):
     current[0], m = step(current[0], batch)
     jax.block_until_ready((current[0], m))
 
-  rate = median_rate(call, stage.batch_size, timed_steps)
-  return rate, flops_per_image
+  return call, flops_per_image
+
+
+def stage2_step_rate(plan, model, state, batch, timed_steps, from_prefix=False):
+  """(images/s, FLOPs per image) of `stage2_step_call`."""
+  call, flops = stage2_step_call(plan, model, state, batch, from_prefix)
+  return median_rate(call, plan.stage('stage2').batch_size, timed_steps), flops
