@@ -219,7 +219,7 @@ def test_torch_stage2_step_equals_aesthetix_step_without_dropout(tmp_path):
   """One stage 2 step on the same batch from the same weights, dropout off:
   the same loss and the same updates of the layers that train (and none of
   the frozen ones) in both frameworks."""
-  torch = pytest.importorskip('torch', reason='PyTorch not installed: no PyTorch peer to test')
+  pytest.importorskip('torch', reason='PyTorch not installed: no PyTorch peer to test')
   from bench import torch_peer  # pylint: disable=g-import-not-at-top
   settings = bench.prepare_dirs(dataclasses.replace(SETTINGS, workdir=str(tmp_path)))
   config = bench.shared_initial_weights(bench.bench_config(settings),
@@ -396,6 +396,6 @@ def test_throughputs_time_every_sides_programs_in_the_same_rounds():
   names = ['a forward', 'a step', 'a prefix', 'k forward', 'k step']
   warmup = [n for n in names for _ in range(rates.WARMUP_STEPS)]
   assert log == warmup + names * 3
-  (a_forward, a_step, a_run), (k_forward, k_step, k_run) = out['aesthetix'], out['keras']
+  (_, a_step, a_run), (_, k_step, k_run) = out['aesthetix'], out['keras']
   assert a_run > 2 * a_step and a_step < 8 / 0.02 * 1.01  # The prefix step, 20x faster.
   assert k_run == k_step  # Keras has no prefix step: its step as run is on images.
