@@ -27,6 +27,7 @@ from data_builders.rated_photos import rated_photos_dataset_builder as rated
 from data_builders.rated_photos import ratings
 from tests import cli_test
 from tests import fixtures_data
+from tests import gradcam_test
 from tests import tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -94,11 +95,19 @@ def test_the_run_names_the_users_outputs_in_their_own_scale(trained, tmp_path):
   assert np.mean([float(r['color']) for r in rows]) > 1  # The 0-10 scale, not [0, 1].
 
 
-def test_grad_cam_takes_the_users_output_names(trained, tmp_path):
+def test_grad_cam_takes_the_users_output_names(trained, tmp_path, monkeypatch):
   photos, workdir = trained
-  written, failed = gradcam.gradcam_workdir(str(workdir), str(photos / 'shoots' / 'day0'),
-                                            str(tmp_path / 'cams'), target='mood')
-  assert len(written) == len(list((photos / 'shoots' / 'day0').iterdir())) and not failed
+  drawn = gradcam_test.record_figures(monkeypatch)
+  day0 = photos / 'shoots' / 'day0'
+  written, failed = gradcam.gradcam_workdir(str(workdir), str(day0), str(tmp_path / 'cams'),
+                                            target='mood')
+  sources = sorted(day0.iterdir())
+  assert len(written) == len(sources) and not failed
+  # The maps are those of 'mood' (the user's third output), at the default layer.
+  figures = gradcam.output_paths([str(p) for p in sources], str(tmp_path / 'cams'), str(day0))
+  assert sorted(written) == sorted(drawn) == sorted(figures)
+  gradcam_test.assert_maps_are_of_output(drawn, figures, str(workdir), sources,
+                                         gradcam.DEFAULT_LAYER, NAMES.index('mood'))
   with pytest.raises(ValueError, match='sharpness'):
     gradcam.target_index(scorer_lib.Scorer.from_workdir(str(workdir)).names, 'Light')
 
