@@ -8,6 +8,7 @@ the steady-state rows have an epoch after the first to measure.
 """
 
 import dataclasses
+import glob
 import time
 
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.stats
 
 from aesthetix.model import keras_weights
 from aesthetix.model import multitask as model_lib
@@ -27,6 +29,8 @@ from bench import keras_reference
 from bench import keras_vs_aesthetix as bench
 from bench import rates
 from configs import common as configs_common
+from bench import paired
+from tests import paired_test
 
 SETTINGS = bench.Settings(num_images=16, num_eval_images=8, image_size=32, batch_size=8,
                           stage1_epochs=2, stage2_epochs=2, timed_steps=2, matmul_size=256)
@@ -43,10 +47,29 @@ def number(cell):
 
 
 @pytest.fixture(scope='module')
-def result(tmp_path_factory):
+def data_dir(tmp_path_factory):
+  """The synthetic dataset of SETTINGS' sizes, built once for the module's
+  three Keras benchmarks (each test gives its runs its own workdir)."""
+  settings = bench.prepare_dirs(dataclasses.replace(
+      SETTINGS, workdir=str(tmp_path_factory.mktemp('bench_data'))))
+  bench.load_data(settings, bench.bench_config(settings))  # Builds it.
+  return settings.data_dir
+
+
+def assert_rhos_of_run(rhos, workdir):
+  """aesthetix's {stage: (overall, attribute mean) test rho} are its run's own
+  (the workdir's results.json); NaN (an undefined rho) equals NaN."""
+  stored = paired.stage_rhos(workdir_lib.read_json(workdir_lib.results_path(workdir)))
+  assert list(rhos) == list(stored) == list(plan_lib.STAGES)
+  for stage in stored:
+    np.testing.assert_array_equal(rhos[stage], stored[stage], err_msg=stage)
+
+
+@pytest.fixture(scope='module')
+def result(data_dir, tmp_path_factory):
   """One benchmark run of every side (the PyTorch ones where torch is installed)."""
   workdir = str(tmp_path_factory.mktemp('bench'))
-  return bench.run_benchmark(dataclasses.replace(SETTINGS, workdir=workdir))
+  return bench.run_benchmark(dataclasses.replace(SETTINGS, workdir=workdir, data_dir=data_dir))
 
 
 def test_table_has_every_row_with_positive_numbers(result):
@@ -92,6 +115,7 @@ def test_table_has_every_row_with_positive_numbers(result):
   assert sum(timing['phases'].values()) == pytest.approx(timing['wall_seconds'], abs=0.02)
   for phase, seconds in timing['phases'].items():
     assert f'| {phase} | {seconds:.1f} |' in result['table'], phase
+  assert_rhos_of_run(result['rhos']['aesthetix'], result['workdir'])
 
 
 def test_torch_columns_are_filled_and_the_cache_trains_as_images_do(result):
@@ -307,23 +331,39 @@ def test_both_sides_start_from_the_same_weights(tmp_path):
                                              verbose=0), theirs)
 
 
-def test_seed_sweep_pairs_both_sides_by_seed(tmp_path):
-  settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), stage1_epochs=1,
-                                 stage2_epochs=1)
-  table = bench.run_seeds(settings, [3, 4])
+def test_seed_sweep_pairs_both_sides_by_seed(data_dir, tmp_path):
+  settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), data_dir=data_dir,
+                                 stage1_epochs=1, stage2_epochs=1)
+  seeds = (3, 4)
+  table = bench.run_seeds(settings, list(seeds))
   lines = table.splitlines()
   assert lines[0].startswith('Test Spearman rho on synthetic_aesthetics (8 test images), '
                              'Keras 3 vs aesthetix')
-  for seed in (3, 4):
+  cells = {}
+  for seed in seeds:
     rho_row, speed_row = [l for l in lines if l.startswith(f'| {seed} |')]
-    cells = [c.strip() for c in rho_row.strip('|').split('|')]
-    assert all(-1 <= float(c) <= 1 for c in cells[1:9]), rho_row
-    assert all(float(c) > 0 for c in cells[9:]), rho_row  # Whole-schedule wall times.
+    cells[seed] = [paired_test.number(c) for c in paired_test.seed_rho_cells(table, seed)]
+    # aesthetix's cells (every second one) are its run's own test rho: that
+    # seed's results.json.
+    [run_dir] = glob.glob(str(tmp_path / f'seed{seed}_*'))
+    results = workdir_lib.read_json(workdir_lib.results_path(run_dir))
+    assert paired_test.seed_rho_cells(table, seed)[1::2] == paired_test.variant_cells(
+        paired.stage_rhos(results)), rho_row
+    wall = [c.strip() for c in rho_row.strip('|').split('|')][9:]
+    assert len(wall) == 2 and all(float(c) > 0 for c in wall), rho_row  # Whole schedules.
     speeds = [c.strip() for c in speed_row.strip('|').split('|')]
     assert all(float(v) > 0 for c in speeds[1:] for v in c.split(' / ')), speed_row
   assert any(l.startswith('| aesthetix - Keras, paired |') for l in lines)
-  [fine] = [l for l in lines if l.startswith('| Fine-tuning overall |')]
-  assert -2 <= float(fine.split('|')[2]) <= 2
+  # Each paired row is the seeds' differences aesthetix - Keras of that column
+  # pair, from the per-seed cells (4 decimals each: hence the tolerances).
+  rows = paired_test.paired_rows(table)
+  assert list(rows) == ['Training overall', 'Training attribute mean', 'Fine-tuning overall',
+                        'Fine-tuning attribute mean']
+  for i, (name, (diff, low, high, _)) in enumerate(rows.items()):
+    d = np.array([cells[seed][2 * i + 1] - cells[seed][2 * i] for seed in seeds])
+    assert diff == pytest.approx(d.mean(), abs=1.5e-4), name
+    half = scipy.stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert (low, high) == pytest.approx((d.mean() - half, d.mean() + half), abs=2e-3), name
   [mean] = [l for l in lines if l.startswith('| mean | | | |')]
   assert all(float(v) > 0 for v in mean.strip('|').split('|')[-1].split(' / '))
   assert lines[-1].startswith('Machine: ')
@@ -349,7 +389,8 @@ def test_keras_stages_share_one_shuffling_pipeline():
   assert list(order(datasets['test'])) == list(range(32))  # Evaluation: in order.
 
 
-def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path, monkeypatch):
+def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(data_dir, tmp_path,
+                                                                monkeypatch):
   """With same_stage2_start, aesthetix trains no stage 1: its stage 1 test rho is
   Keras' after stage 1, from the very weights Keras saved."""
   built, keras_datasets = [], bench.keras_datasets
@@ -359,8 +400,8 @@ def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path, monkey
     return keras_datasets(*args, **kwargs)
 
   monkeypatch.setattr(bench, 'keras_datasets', counted)
-  settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), stage1_epochs=1,
-                                 stage2_epochs=1)
+  settings = dataclasses.replace(SETTINGS, workdir=str(tmp_path), data_dir=data_dir,
+                                 stage1_epochs=1, stage2_epochs=1)
   settings = bench.prepare_dirs(settings)
   data = bench.load_data(settings, bench.bench_config(settings))
   run_dir = tmp_path / 'run'
@@ -373,7 +414,8 @@ def test_same_stage2_start_gives_aesthetix_keras_stage1_weights(tmp_path, monkey
   assert ours == pytest.approx(keras_rho, abs=1e-6)
   records = workdir_lib.read_jsonl(str(run_dir / workdir_lib.METRICS_FILE))
   assert [r['epoch'] for r in records if 'epoch' in r] == [1]  # Stage 2's epoch alone.
-  assert all(-1 <= r <= 1 for r in sides['aesthetix']['rhos']['stage2'])
+  # Its stage 2 rho is its run's own (results.json), not stage 1's carried over.
+  assert_rhos_of_run(sides['aesthetix']['rhos'], str(run_dir))
   assert len(built) == 1  # Keras' two stages ran on one set of pipelines.
 
 

@@ -3,6 +3,7 @@
 XLA_FLAGS must be set before JAX is first imported, which is why it lives here.
 """
 
+import collections
 import os
 import tempfile
 
@@ -35,12 +36,23 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 tf.config.set_visible_devices([], 'GPU')
 
 
-# Modules that compile little of their own: run last, when the session's
-# compilation cache holds the programs they share with the others.
-LAST_MODULES = ('reproduce_test', 'device_check_test')
+# The order in which pytest-xdist's two workers take the modules (pytest.ini:
+# --dist loadfile, whole modules, in the order collected: --no-loadscope-reorder).
+# The longest first, so that none of them starts last and runs alone while the
+# other worker idles: the GPU check's rehearsal (a fresh venv's install, then
+# the check: one test of 6-9 min), then the modules that took over 4 min of a
+# whole suite's run on 2 loaded cores (2026-12-01), longest first. Then the
+# rest, most tests first (xdist's own default order).
+FIRST_MODULES = ('device_check_test', 'train_test', 'bench_test', 'reproduce_test',
+                 'rated_photos_test', 'multiprocess_test', 'model_test', 'export_test',
+                 'figures_test', 'dtype_seeds_test')
+
+
+def _module(item):
+  return item.module.__name__.rsplit('.', 1)[-1]
 
 
 def pytest_collection_modifyitems(items):
-  late = lambda item: (LAST_MODULES.index(item.module.__name__.rsplit('.', 1)[-1])
-                       if item.module.__name__.rsplit('.', 1)[-1] in LAST_MODULES else -1)
-  items.sort(key=late)  # Stable: the others keep their order.
+  counts = collections.Counter(_module(item) for item in items)
+  first = lambda m: FIRST_MODULES.index(m) if m in FIRST_MODULES else len(FIRST_MODULES)
+  items.sort(key=lambda item: (first(_module(item)), -counts[_module(item)]))  # Stable.

@@ -1,9 +1,13 @@
 """The float32 vs bfloat16 seed sweep: its table, and a tiny sweep that resumes."""
 
+import os
+
 import pytest
 
 from aesthetix.runtime import workdir as workdir_lib
 from bench import dtype_seeds
+from bench import paired
+from tests import paired_test
 from tests import tiny
 
 
@@ -34,11 +38,14 @@ def test_tiny_sweep_runs_both_dtypes_and_reads_back(tmp_path):
   again = dtype_seeds.sweep(base, [0], workdir)
   rows = [l for l in first.splitlines() if l.startswith('| 0 |')]
   assert len(rows) == 1
-  for row in rows:
-    cells = [c.strip() for c in row.strip('|').split('|')]
-    rhos, walls = cells[1:9], cells[9:]
-    assert all(-1 <= float(c) <= 1 for c in rhos), row
-    assert all(float(c) > 0 for c in walls), row
+  # The row's rho cells are each dtype's run's own (its results.json), paired.
+  runs = {dtype: paired.stage_rhos(workdir_lib.read_json(workdir_lib.results_path(
+      os.path.join(workdir, f'seed0_{dtype}')))) for dtype in dtype_seeds.DTYPES}
+  cells = paired_test.seed_rho_cells(first, 0)
+  assert cells[0::2] == paired_test.variant_cells(runs['float32'])
+  assert cells[1::2] == paired_test.variant_cells(runs['bfloat16'])
+  walls = [c.strip() for c in rows[0].strip('|').split('|')][1 + len(cells):]
+  assert len(walls) == 2 and all(float(c) > 0 for c in walls), rows[0]
   # The second sweep finds every run finished: the same numbers, no wall times.
   assert again.count('read back') == 2
   strip = lambda t: [l.rsplit('|', 3)[0] for l in t.splitlines()]

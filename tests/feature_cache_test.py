@@ -41,13 +41,16 @@ def test_features_are_the_backbone_on_image_and_mirror(setup, tmp_path):
   features, prefix = cached[feature_cache.FEATURES], cached[feature_cache.PREFIX]
   assert features.shape == (tiny.SPLIT_SIZES['train'], 2, 512)
   assert prefix.shape == (tiny.SPLIT_SIZES['train'], 2, 4, 4, 512)
-  batch = next(input_pipeline.eval_batches(plan.data, 'train', batch_size=4))
+  # Every row, in one batch here: the pass ran batches of plan.eval_batch_size (8).
+  batch = next(input_pipeline.eval_batches(plan.data, 'train',
+                                           batch_size=tiny.SPLIT_SIZES['train']))
+  assert batch['mask'].all() and list(batch['index']) == list(range(len(features)))
   for view, images in enumerate((batch['image'], batch['image'][:, :, ::-1])):
     direct = model.apply({'params': params}, images, method=model.features)
-    np.testing.assert_allclose(features[:4, view], direct, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(features[:, view], direct, rtol=1e-4, atol=1e-5)
     direct = model.apply({'params': params}, images, stop_after=layer,
                          method=model.backbone_prefix)
-    np.testing.assert_allclose(prefix[:4, view], direct, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(prefix[:, view], direct, rtol=1e-4, atol=1e-5)
 
 
 def test_prefix_layer_is_below_every_trained_layer(setup):

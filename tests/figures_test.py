@@ -24,6 +24,15 @@ def trained(tmp_path_factory):
   return trained_workdir.get(tmp_path_factory)
 
 
+@pytest.fixture
+def copy(trained, tmp_path):
+  """(plan, a copy of the shared trained workdir): the figures are written there."""
+  plan, source = trained
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(source, workdir)
+  return plan, workdir
+
+
 def test_best_and_worst_pick_the_smallest_and_largest_errors():
   true = np.array([0.1, 0.5, 0.9, 0.3])
   pred = np.array([0.1, 0.9, 0.8, 0.35])
@@ -31,9 +40,9 @@ def test_best_and_worst_pick_the_smallest_and_largest_errors():
   assert best.tolist() == [0, 3] and worst.tolist() == [1, 2]
 
 
-def test_run_py_report_mode_writes_every_figure_and_links_it(trained):
+def test_run_py_report_mode_writes_every_figure_and_links_it(copy):
   import run  # pylint: disable=g-import-not-at-top
-  _, workdir = trained
+  _, workdir = copy
   argv = flags.FLAGS(['run.py', '--mode=report', f'--workdir={workdir}'])
   try:
     assert run.main(argv) == 0
@@ -51,8 +60,8 @@ def test_run_py_report_mode_writes_every_figure_and_links_it(trained):
     assert f']({name})' in text
 
 
-def test_write_all_returns_what_it_wrote(trained):
-  plan, workdir = trained
+def test_write_all_returns_what_it_wrote(copy):
+  plan, workdir = copy
   paths = figures.write_all(plan, workdir)
   assert sorted(os.path.basename(p) for p in paths) == sorted(ALL_FIGURES)
   assert all(os.path.dirname(p) == workdir for p in paths)

@@ -7,9 +7,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from aesthetix.data import images as images_lib
 from aesthetix.model import multitask as model_lib
 from aesthetix.model import vgg16
 from aesthetix.serving import gradcam
+from aesthetix.training import checkpoint
 from tests import tiny
 from tests import trained_workdir
 
@@ -21,6 +23,10 @@ QUADRANTS = {'top_left': (0, 0), 'top_right': (0, 1), 'bottom_left': (1, 0),
 # spreads to neighbouring cells as in a real CNN, but stays where it came from.
 CENTER_TAP = 0.9
 CHANNELS = 4  # Redness and the R, G, B distractors.
+# Maps in [0, 1]: the CLI's (sharded, padded batches) against one jit here.
+MAP_ATOL = 1e-4
+# Two outputs' maps of one photo differ by more than this somewhere.
+OTHER_OUTPUT_DIFFERENCE = 0.05
 
 
 def color_detector_params(model):
@@ -141,8 +147,42 @@ def test_overlay_keeps_the_photo_size_and_colours_the_hot_region():
   assert out[2, 27, 0] > out[2, 27, 2] and out[17, 2, 2] > out[17, 2, 0]
 
 
-def test_gradcam_workdir_writes_one_png_per_readable_image(tmp_path_factory, tmp_path):
-  _, workdir = trained_workdir.get(tmp_path_factory)
+def record_figures(monkeypatch):
+  """{path: (display pixels, map, title)} of every figure gradcam_workdir draws
+  (each is still written)."""
+  drawn, real = {}, gradcam.write_figure
+
+  def write_figure(path, pixels, cam, title):
+    drawn[path] = (np.array(pixels), np.array(cam), title)
+    return real(path, pixels, cam, title)
+
+  monkeypatch.setattr(gradcam, 'write_figure', write_figure)
+  return drawn
+
+
+def maps_of(workdir, photos, layer, index):
+  """float [n, h, w]: Grad-CAM of output `index` at `layer` for the files
+  `photos`, computed here with the workdir's model on each photo's model input."""
+  plan, model, params = checkpoint.load_trained(workdir)
+  pixels = np.stack([images_lib.model_input(images_lib.load_image(p), plan.data)
+                     for p in photos])
+  maps, _ = jax.jit(gradcam.cam_fn(model, layer, index))(params, pixels)
+  return np.asarray(maps)
+
+
+def assert_maps_are_of_output(drawn, figures, workdir, photos, layer, index):
+  """The maps drawn in `figures` (for `photos`) are output `index`'s, not the
+  overall score's (or, for the score, not the first attribute's)."""
+  got = np.stack([drawn[f][1] for f in figures])
+  np.testing.assert_allclose(got, maps_of(workdir, photos, layer, index), atol=MAP_ATOL)
+  other = maps_of(workdir, photos, layer, 1 if index == 0 else 0)
+  assert np.abs(got - other).max() > OTHER_OUTPUT_DIFFERENCE  # The check can tell outputs apart.
+
+
+def test_gradcam_workdir_writes_one_png_per_readable_image(tmp_path_factory, tmp_path,
+                                                           monkeypatch):
+  plan, workdir = trained_workdir.get(tmp_path_factory)
+  drawn = record_figures(monkeypatch)
   photos = tmp_path / 'photos'
   (photos / 'trip').mkdir(parents=True)
   rng = np.random.default_rng(0)
@@ -153,11 +193,16 @@ def test_gradcam_workdir_writes_one_png_per_readable_image(tmp_path_factory, tmp
   out = tmp_path / 'maps'
   written, failed = gradcam.gradcam_workdir(workdir, str(photos), str(out),
                                             target='Light', layer='block4_conv3')
-  expected = {str(out / 'a_gradcam.png'), str(out / 'a_png_gradcam.png'),
-              str(out / 'trip' / 'b_gradcam.png')}
-  assert set(written) == expected
+  sources = [photos / 'a.jpg', photos / 'a.png', photos / 'trip' / 'b.webp']
+  figures = [str(out / 'a_gradcam.png'), str(out / 'a_png_gradcam.png'),
+             str(out / 'trip' / 'b_gradcam.png')]
+  assert sorted(written) == sorted(drawn) == sorted(figures)
   assert list(failed) == [str(photos / 'notes.txt')]
   for path in written:
     assert os.path.getsize(path) > 0
     with Image.open(path) as im:
       assert im.format == 'PNG' and im.width > 60
+  # Each figure shows the map of --target=Light at --layer, for its own photo.
+  light = list(plan.output_names).index('Light')
+  assert_maps_are_of_output(drawn, figures, workdir, sources, 'block4_conv3', light)
+  assert all(drawn[f][2].startswith(f'{s.name}: Light ') for f, s in zip(figures, sources))

@@ -4,8 +4,45 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from aesthetix.results import report
 from aesthetix.results import stats
+from aesthetix.training import plan as plan_lib
 from bench import paired
+
+
+def seed_rho_cells(table, seed):
+  """The rho cells (strings) of `seed`'s row of a paired.markdown_table: for
+  each stage and measure (overall, attribute mean), the two variants."""
+  [row] = [l for l in table.splitlines() if l.startswith(f'| {seed} |')][:1]
+  cells = [c.strip() for c in row.strip('|').split('|')]
+  return cells[1:1 + len(plan_lib.STAGES) * len(paired.MEASURE_LABELS) * 2]
+
+
+def variant_cells(rhos):
+  """One variant's rho cells of a seed's row, from its {stage: rho_pair}: each
+  stage's overall and attribute mean, as report.fmt_metric prints them. The
+  row holds them interleaved with the other variant's (a, b, a, b, ...)."""
+  return [report.fmt_metric(rhos[stage][what]) for stage in plan_lib.STAGES
+          for what in paired.MEASURE_LABELS]
+
+
+def number(cell):
+  """A table's cell as a float ('n/a': nan)."""
+  return float('nan') if cell == 'n/a' else float(cell)
+
+
+def paired_rows(table):
+  """{'<stage title> <measure>': (difference, interval low, high, p)} of the
+  paired section of a paired.markdown_table, as floats."""
+  rows = {}
+  for stage in plan_lib.STAGES:
+    for label in paired.MEASURE_LABELS.values():
+      name = f'{plan_lib.STAGE_TITLES[stage]} {label}'
+      [line] = [l for l in table.splitlines() if l.startswith(f'| {name} |')]
+      diff, interval, p = (c.strip() for c in line.strip('|').split('|')[1:])
+      low, high = interval.strip('[]').split(', ')
+      rows[name] = tuple(number(x) for x in (diff, low, high, p))
+  return rows
 
 
 def test_paired_summary_matches_scipy():

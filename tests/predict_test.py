@@ -162,12 +162,20 @@ def test_csv_and_json_have_the_same_columns_and_rows(scored, trained, photos, tm
   json_path = str(tmp_path / 'scores.json')
   predict.predict_workdir(workdir, str(photos), json_path, progress=False)
   records = json.load(open(json_path))
-  assert all(list(r) == header for r in records)
   from_csv = read_scores(csv_path)
-  for a, b in zip(from_csv, records):
-    assert a['path'] == b['path'] and (a['error'] or None) == b['error']
+  # One row per file, in the same order, in both files and in the summary.
+  paths = [r['path'] for r in summary['rows']]
+  assert len(paths) == len(image_files.find_images(str(photos)))
+  assert [a['path'] for a in from_csv] == [b['path'] for b in records] == paths
+  assert [list(r) for r in records] == [header] * len(paths)
+  for a, b, row in zip(from_csv, records, summary['rows']):
+    assert (a['error'] or None) == b['error'] == (row['error'] or None)
     for n in summary['columns']:
-      assert (a[n] is None and b[n] is None) or abs(a[n] - b[n]) < 1e-6
+      if row[n] is None:
+        assert a[n] is None and b[n] is None
+      else:  # Both files hold the score rounded to predict.DECIMALS places.
+        assert a[n] == round(row[n], predict.DECIMALS)
+        assert abs(b[n] - a[n]) < 1e-6
 
 
 def test_a_copied_workdir_scores_alike_without_the_dataset(scored, trained, photos, tmp_path):
@@ -182,8 +190,7 @@ def test_a_copied_workdir_scores_alike_without_the_dataset(scored, trained, phot
   again = predict.predict_workdir(str(copy), str(photos), str(tmp_path / 's.csv'),
                                   progress=False)
   assert not os.path.exists(tmp_path / 'no_such_data')
-  for a, b in zip(summary['rows'], again['rows']):
-    assert a == b
+  assert summary['scored'] > 0 and again['rows'] == summary['rows']
 
 
 def test_find_images_takes_a_file_a_folder_or_a_glob(photos):
@@ -194,9 +201,10 @@ def test_find_images_takes_a_file_a_folder_or_a_glob(photos):
     image_files.find_images(str(photos / '*.heic'))
 
 
-def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
+def test_run_py_predict_mode_writes_the_librarys_scores(trained, photos, scored, tmp_path):
   import run  # pylint: disable=g-import-not-at-top
   _, workdir = trained
+  library, _ = scored
   output = str(tmp_path / 'cli.json')
   argv = flags.FLAGS(['run.py', '--mode=predict', f'--workdir={workdir}',
                       f'--images={photos}/rgb.*', f'--output={output}'])
@@ -205,7 +213,16 @@ def test_run_py_predict_mode_writes_scores(trained, photos, tmp_path):
   finally:
     flags.FLAGS.unparse_flags()
   records = json.load(open(output))
-  assert len(records) == 5 and all(r['error'] is None for r in records)
+  # The command's scores are the library's (the `scored` run, rounded to
+  # predict.DECIMALS places in the file) for each of the five files.
+  files = image_files.find_images(f'{photos}/rgb.*')
+  assert [r['path'] for r in records] == files and len(files) == 5
+  rows, names = by_name(library['rows']), library['outputs']
+  for record in records:
+    assert list(record) == predict.columns(names) and record['error'] is None
+    row = rows[os.path.basename(record['path'])]
+    np.testing.assert_allclose([record[n] for n in names], [row[n] for n in names],
+                               rtol=0, atol=10 ** -predict.DECIMALS)
 
 
 def test_scoring_reports_progress_and_a_steady_rate(trained, photos, tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ from data_builders.rated_photos import ratings
 from tests import cli_test
 from tests import fixtures_data
 from tests import readme_commands_test
+from tests import gradcam_test
 from tests import tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -112,12 +113,23 @@ def test_the_run_names_the_users_outputs_in_their_own_scale(trained, tmp_path):
     assert [list(r) for r in csv.DictReader(f)] == [list(rows[0])] * 40
 
 
-def test_grad_cam_takes_the_users_output_names(trained):
-  """The README's gradcam command (--target=mood) drew one figure per photo."""
+def test_grad_cam_takes_the_users_output_names(trained, tmp_path, monkeypatch):
+  """The README's gradcam command (--target=mood) drew one figure per photo, and
+  the maps are those of 'mood' (the user's third output), at the default layer."""
   photos, workdir, root = trained
-  drawn = sorted(p.name for p in (root / 'cams').iterdir())
-  assert drawn == sorted(p.stem + gradcam.SUFFIX for p in (photos / 'shoots' / 'day0').iterdir())
-  assert drawn
+  day0 = photos / 'shoots' / 'day0'
+  by_readme = sorted(p.name for p in (root / 'cams').iterdir())
+  assert by_readme == sorted(p.stem + gradcam.SUFFIX for p in day0.iterdir())
+  assert by_readme
+  drawn = gradcam_test.record_figures(monkeypatch)
+  written, failed = gradcam.gradcam_workdir(str(workdir), str(day0), str(tmp_path / 'cams'),
+                                            target='mood')
+  sources = sorted(day0.iterdir())
+  assert len(written) == len(sources) and not failed
+  figures = gradcam.output_paths([str(p) for p in sources], str(tmp_path / 'cams'), str(day0))
+  assert sorted(written) == sorted(drawn) == sorted(figures)
+  gradcam_test.assert_maps_are_of_output(drawn, figures, str(workdir), sources,
+                                         gradcam.DEFAULT_LAYER, NAMES.index('mood'))
   with pytest.raises(ValueError, match='sharpness'):
     gradcam.target_index(scorer_lib.Scorer.from_workdir(str(workdir)).names, 'Light')
 

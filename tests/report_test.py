@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from aesthetix.results import paper
 from aesthetix.results import report
@@ -55,6 +56,20 @@ def aadb_table3_truth():
   return truth_with_the_papers_counts(paper_numbers.TABLE3)
 
 
+def section(text, heading):
+  """The lines of the report's section under `heading` (up to the next heading)."""
+  lines = text.splitlines()
+  start = lines.index(heading) + 1
+  end = next((i for i in range(start, len(lines)) if lines[i].startswith('#')), len(lines))
+  return lines[start:end]
+
+
+def row_cells(lines, name):
+  """The cells of the one table row of `name` among `lines`."""
+  [row] = [l for l in lines if l.startswith(f'| {name} |')]
+  return [c.strip() for c in row.strip('|').split('|')]
+
+
 def test_aadb_report_has_every_paper_column(tmp_path):
   _, text = intervals_report(aadb.get_config(), tmp_path, paper_numbers.TABLE3)
   assert '| 0.05-0.10 | 4 | 0.004 | 4 | 0.004 |' in text
@@ -66,7 +81,16 @@ def test_aadb_report_has_every_paper_column(tmp_path):
   [content] = [l for l in text.splitlines() if l.startswith('| Content |')][:1]
   cells = [c.strip() for c in content.strip('|').split('|')]
   assert cells[2] == '0.546' and cells[4] == '0.593'
-  assert '| Content |' in text and '0.70 |' in text  # Fig. 9's quoted truth.
+  # Fig. 9: each output's rho with the overall score on this split (truth and
+  # predictions, from the stored test predictions) beside the paper's quotes.
+  saved = np.load(workdir_lib.prediction_path(str(tmp_path), 'stage2', 'test'))
+  names = list(plan_lib.resolve(aadb.get_config()).output_names)
+  quoted = section(text, '### With the overall score, beside the numbers the paper quotes')
+  for name, truth, prediction in (('Content', '0.70', '0.95'), ('Light', '0.58', '0.96')):
+    here = [scipy.stats.spearmanr(saved[key][:, 0], saved[key][:, names.index(name)])[0]
+            for key in ('true', 'pred')]
+    assert row_cells(quoted, name) == [name, f'{here[0]:.2f}', truth, f'{here[1]:.2f}',
+                                       prediction]
   assert "predictions range over 0.26-0.90 (39 images below, about 95% inside)" in text
   assert '## What the paper leaves open (section 4.2)' in text
   assert "| how the EVA split was drawn | does not apply to aadb |" in text

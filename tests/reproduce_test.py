@@ -21,9 +21,11 @@ from aesthetix.data import datasets
 from aesthetix.data import spec as data_spec
 from aesthetix.data import targets
 from aesthetix.results import experiment
+from aesthetix.results import paper
 from aesthetix.results import reproduce
 from aesthetix.results import stats
 from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import plan as plan_lib
 from configs import reproduce as reproduce_config
 from tests import fixtures_data
 from tests import readme_commands_test
@@ -33,6 +35,8 @@ SEEDS = (0, 1)
 TINY = {'dataset.image_size': 32, 'stage1.epochs': 1, 'stage2.epochs': 1,
         'stage1.batch_size': 4, 'stage2.batch_size': 4, 'eval_batch_size': 4,
         'stage2.decay_steps': 2, 'checkpoint_max_to_keep': 1}
+# Test images of each dataset's fixture (tiny_spec): AADB's test list, EVA's num_test.
+TEST_IMAGES = {'aadb': 6, 'eva': 4}
 TABLES = ('Table 1', 'Table 3', 'Table 4', 'Table 5', 'Table 6', 'Table 8', 'Table 9',
           'Table 10', 'Table 11', 'Fig. 9', 'Fig. 14')
 # The documented commands this test runs: the README's, then run.py's usage line.
@@ -100,8 +104,68 @@ def test_every_experiment_runs_for_every_seed_and_a_resume_redoes_nothing(reprod
   assert [(r['experiment'], r['seed']) for r in summary['runs']] == expected
   assert len(first) == 3 and not set(first) & set(second) and len(second) == len(expected) - 3
   assert [r['read_back'] for r in summary['runs']] == [True] * 3 + [False] * 7
+  variants = {'multi_task': paper.MULTI, 'single_task': paper.SINGLE,
+              'separate_outputs': paper.SEPARATE}
+  modules = {name: (module, variant) for name, module, variant in
+             reproduce_config.PAPER_EXPERIMENTS}
+  assert len({r['workdir'] for r in summary['runs']}) == len(expected)
   for r in summary['runs']:
-    assert os.path.exists(os.path.join(r['workdir'], 'results.json'))
+    # Each run is of its own experiment and seed...
+    module, variant = modules[r['experiment']]
+    plan = plan_lib.resolve(workdir_lib.trained_config(r['workdir']))
+    assert (plan.seed, plan.data.name, paper.variant(plan.model)) == (
+        r['seed'], module, variants[variant])
+    # ...and its results.json holds its own test predictions' numbers.
+    results = workdir_lib.read_json(workdir_lib.results_path(r['workdir']))
+    saved = workdir_lib.load_predictions(r['workdir'], plan.last_stage.name,
+                                         plan.data.test_split)
+    assert results['dataset'] == module and results['outputs'] == list(plan.output_names)
+    fine = results['stages'][plan.last_stage.name]['score']
+    assert fine['n'] == len(saved['ids']) == TEST_IMAGES[module]
+    assert fine['spearman'] == pytest.approx(
+        scipy.stats.spearmanr(saved['true'][:, 0], saved['pred'][:, 0])[0], nan_ok=True)
+
+
+def seed_results(summary, experiment_name):
+  """The results.json of each seed's run of `experiment_name`, in seed order."""
+  runs = {r['seed']: r['workdir'] for r in summary['runs']
+          if r['experiment'] == experiment_name}
+  return [workdir_lib.read_json(workdir_lib.results_path(runs[seed])) for seed in SEEDS]
+
+
+def finite(values):
+  """`values` without the NaNs (undefined rho), as a cell holds them."""
+  return [v for v in values if np.isfinite(v)]
+
+
+def test_each_cell_holds_each_seeds_own_value(reproduced):
+  """A cell's per-seed values are the seeds' own runs' numbers (their results.json
+  and evaluation files), in seed order."""
+  summary, _, _, _ = reproduced
+  cells = {(c['table'], c['row'], c['column']): c['values'] for c in summary['cells']}
+  aadb = seed_results(summary, 'aadb_multi')
+  stage1, stage2 = aadb[0]['stage_titles']
+  fine = lambda runs, output='score': finite([r['stages'][stage2][output]['spearman']
+                                              for r in runs])
+  assert len(fine(aadb)) == len(SEEDS)
+  assert cells[('Table 1', 'this paper', 'rho')] == fine(aadb)
+  titles = aadb[0]['stage_titles']
+  for output in aadb[0]['outputs']:  # Table 5: every output after each stage.
+    for stage in (stage1, stage2):
+      assert cells[('Table 5', output, titles[stage])] == finite(
+          [r['stages'][stage][output]['spearman'] for r in aadb]), (output, stage)
+  for i, output in enumerate(aadb[0]['outputs'][1:], 1):  # Fig. 9.
+    assert cells[('Fig. 9', output, 'rho with the overall score, truth')] == finite(
+        [r['rank_correlation_truth'][0][i] for r in aadb])
+  eva_single = seed_results(summary, 'eva_single')
+  assert cells[('Table 8', paper.SINGLE, eva_single[0]['stage_titles'][stage2])] == fine(
+      eva_single)
+  # Table 11: each seed's evaluation of the AADB model on EVA's test split.
+  runs = [r['workdir'] for r in summary['runs'] if r['experiment'] == 'aadb_multi']
+  crossed = [workdir_lib.read_json(workdir_lib.evaluation_path(w, 'eva', 'test'))
+             for w in runs]
+  assert cells[('Table 11', 'trained on aadb', 'tested on eva')] == finite(
+      [c['metrics']['score']['spearman'] for c in crossed])
 
 
 def test_one_cache_pass_per_dataset(reproduced):

@@ -74,8 +74,9 @@ def test_an_invalid_config_json_is_named(copy, capsys, mode, tmp_path):
   assert f'{path} is not valid JSON' in error_line(stderr)
 
 
-def test_a_read_only_workdir_is_one_line(copy, capsys):
-  undo = workdir_test.read_only(copy)
+@pytest.mark.parametrize('how', workdir_test.READ_ONLY_WAYS)
+def test_a_read_only_workdir_is_one_line(copy, capsys, how, monkeypatch):
+  undo = workdir_test.read_only(copy, how, monkeypatch)
   try:
     code, stderr = run_py(capsys, '--mode=report', f'--workdir={copy}')
   finally:

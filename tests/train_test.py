@@ -9,8 +9,12 @@ import sys
 import jax
 import numpy as np
 import pytest
+import scipy.stats
+import tensorflow_datasets as tfds
 
+from aesthetix.data import datasets
 from aesthetix.data import input_pipeline
+from aesthetix.data import targets
 from aesthetix.model import multitask as model_lib
 from aesthetix.results import evaluate
 from aesthetix.results import experiment
@@ -20,11 +24,15 @@ from aesthetix.training import checkpoint
 from aesthetix.training import optim
 from aesthetix.training import steps
 from aesthetix.training import train
+from data_builders.eva import eva_split
 from tests import fixtures_data
 from tests import tiny
+from tests import trained_workdir
 
-STAGE1_EPOCHS = 3
-STAGE2_EPOCHS = 2
+# The session's shared run (tests/trained_workdir.py) has this module's schedule.
+STAGE1_EPOCHS = trained_workdir.STAGE1_EPOCHS
+STAGE2_EPOCHS = trained_workdir.STAGE2_EPOCHS
+assert STAGE2_EPOCHS >= 2  # killed_in_stage2 stops in stage 2's second epoch.
 
 
 class Interrupted(Exception):
@@ -33,7 +41,8 @@ class Interrupted(Exception):
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp('data')
+  """The shared run's dataset: this module's runs compare with that run."""
+  return trained_workdir.data_dir(tmp_path_factory)
 
 
 def make_config(data_dir):
@@ -41,11 +50,10 @@ def make_config(data_dir):
 
 
 @pytest.fixture(scope='module')
-def finished_run(data_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('run'))
+def finished_run(tmp_path_factory):
+  """The shared run (trained on 2 devices): tests that write to it copy it first."""
   assert jax.local_device_count() == 2
-  experiment.run(make_config(data_dir), workdir)
-  return workdir
+  return trained_workdir.get(tmp_path_factory)[1]
 
 
 def wrap_train_batches(monkeypatch, wrapper):
@@ -207,24 +215,61 @@ def test_training_on_caches_matches_training_on_images(finished_run, data_dir, t
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def eva_test_images(plan, data_dir, manual_dir, builder_kwargs):
+  """(ids, stored JPEG bytes) of the test split of the EVA build in `data_dir`."""
+  spec = evaluate.evaluation_data(plan.data, 'eva', data_dir, manual_dir, builder_kwargs)
+  ds = datasets.builder(spec).as_dataset(split=spec.test_split, shuffle_files=False,
+                                         decoders={'image': tfds.decode.SkipDecoding()})
+  examples = list(tfds.as_numpy(ds))
+  return [ex['id'].decode() for ex in examples], [ex['image'] for ex in examples]
+
+
 def test_evaluate_mode_repeats_the_test_and_crosses_datasets(finished_run, tmp_path):
-  again, path = evaluate.evaluate_workdir(finished_run)
+  # A copy of what scoring needs (README: config.json and checkpoints/): the
+  # evaluations it writes stay out of the shared run.
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  shutil.copy(os.path.join(finished_run, workdir_lib.CONFIG_FILE), workdir)
+  shutil.copytree(os.path.join(finished_run, workdir_lib.CHECKPOINT_DIR),
+                  os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+  again, path = evaluate.evaluate_workdir(workdir)
   with open(os.path.join(finished_run, 'results.json')) as f:
     assert again['metrics'] == json.load(f)['stages']['stage2']
-  assert os.path.exists(path)
+  assert path == workdir_lib.evaluation_path(workdir, 'synthetic_aesthetics', 'test')
+  with open(path) as f:
+    assert json.load(f) == again
 
   # Table 11: the synthetic (AADB-layout) model on EVA's overall score.
+  builder_kwargs = dict(num_test=4, num_validation=2)
   votes = fixtures_data.make_eva(tmp_path / 'manual', n_images=12, n_unvoted=2, parts=3)
   cross, path = evaluate.evaluate_workdir(
-      finished_run, 'eva', data_dir=str(tmp_path / 'data'),
-      manual_dir=str(tmp_path / 'manual'),
-      builder_kwargs=dict(num_test=4, num_validation=2))
+      workdir, 'eva', data_dir=str(tmp_path / 'data'), manual_dir=str(tmp_path / 'manual'),
+      builder_kwargs=builder_kwargs)
   assert (cross['trained_on'], cross['evaluated_on']) == ('synthetic_aesthetics', 'eva')
   assert list(cross['metrics']) == ['score']
-  assert cross['metrics']['score']['n'] == 4 and len(votes) == 12
-  # In EVA's own 0..10 scale: the squared error of a [0, 1] model mapped there.
-  assert 0 <= cross['metrics']['score']['mse'] <= 100
-  assert path.endswith('evaluation_eva_test.json')
+  assert path == workdir_lib.evaluation_path(workdir, 'eva', 'test')
+  with open(path) as f:
+    assert json.load(f) == cross
+  # The same numbers from the fixture's votes and the model applied here to the
+  # stored test images: the truth is each image's mean vote (0..10), the
+  # prediction the overall output mapped from [0, 1] to EVA's 0..10.
+  config = make_config('')  # The model's shapes; the data is EVA's, read below.
+  plan = tiny.plan(config)
+  ids, jpegs = eva_test_images(plan, str(tmp_path / 'data'), str(tmp_path / 'manual'),
+                               builder_kwargs)
+  assert sorted(ids, key=int) == eva_split.split_ids(list(votes), **builder_kwargs)['test']
+  truth = np.array([np.mean([vote[0] for vote in votes[i]]) for i in ids])
+  pixels = np.stack([np.asarray(input_pipeline.decode_and_resize(
+      jpeg, False, plan.data.image_size, plan.data.resize_method)) for jpeg in jpegs])
+  model = model_lib.build_model(plan.model)
+  unit = np.asarray(model.apply({'params': final_params(config, workdir)}, pixels,
+                                train=False))[:, 0]
+  predicted = targets.spec('eva').from_unit(unit[:, None])[:, 0]
+  score = cross['metrics']['score']
+  assert score['n'] == len(ids) == builder_kwargs['num_test']
+  assert score['mse'] == pytest.approx(np.mean((predicted - truth) ** 2), rel=1e-5)
+  ranks = np.corrcoef(scipy.stats.rankdata(truth), scipy.stats.rankdata(predicted))[0, 1]
+  assert score['spearman'] == pytest.approx(ranks, abs=1e-6)
 
 
 def test_collapsed_predictions_stop_the_run_and_a_stage2_change_resumes_from_stage1(

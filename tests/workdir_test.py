@@ -1,6 +1,8 @@
 """The workdir's files: written whole or not at all, parse errors that name the file,
 one trainer at a time."""
 
+import builtins
+import errno
 import json
 import os
 import signal
@@ -97,18 +99,75 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
     pass
 
 
-def read_only(path):
-  """Makes a folder unwritable even for root (chattr +i), or skips the test."""
+# How a test makes a folder refuse new files: 'real' (chmod 555, or chattr +i
+# for root, whom permissions do not stop) or 'simulated': the calls that make,
+# rename or remove entries of the folder raise PermissionError, as the kernel
+# does. The simulation runs everywhere; the real way where the machine allows
+# it (a container without CAP_LINUX_IMMUTABLE refuses root's chattr +i).
+READ_ONLY_WAYS = ('real', 'simulated')
+
+
+def read_only(path, how, monkeypatch):
+  """Makes folder `path` refuse new entries, `how` READ_ONLY_WAYS says; returns the undo.
+
+  Where the real way is refused, the test fails under CI (which must exercise
+  it) and is skipped elsewhere, saying why.
+  """
+  if how == 'simulated':
+    refuse_new_entries(str(path), monkeypatch)
+    return monkeypatch.undo
   if os.geteuid() != 0:
     os.chmod(path, 0o555)
     return lambda: os.chmod(path, 0o755)
-  if subprocess.run(['chattr', '+i', str(path)], capture_output=True).returncode:
-    pytest.skip('cannot make a folder read-only here (root, no chattr)')
+  refused = subprocess.run(['chattr', '+i', str(path)], capture_output=True, text=True)
+  if refused.returncode:
+    why = f'root cannot make a folder read-only here: chattr +i: {refused.stderr.strip()}'
+    if os.environ.get('CI'):
+      pytest.fail(f'{why}; CI must run the real read-only path (CAP_LINUX_IMMUTABLE).')
+    pytest.skip(f'{why}; the simulated variant of this test ran instead')
   return lambda: subprocess.run(['chattr', '-i', str(path)], check=True)
 
 
-def test_a_read_only_folder_is_one_clear_error(tmp_path):
-  undo = read_only(tmp_path)
+def refuse_new_entries(folder, monkeypatch):
+  """Until `monkeypatch` undoes it: making, renaming or removing an entry of
+  `folder` raises PermissionError (EACCES), as a read-only folder does; its
+  existing files still open for writing, as there."""
+  folder = os.path.abspath(folder)
+  inside = lambda p: os.path.dirname(os.path.abspath(os.fspath(p))) == folder
+  new_inside = lambda p: inside(p) and not os.path.exists(p)
+
+  def refuse(p):
+    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(p))
+
+  def guarded(real, refused_if):
+    def call(*args, **kwargs):
+      if refused_if(*args, **kwargs):
+        refuse(args[0])
+      return real(*args, **kwargs)
+    return call
+
+  creates = lambda mode='r', *_, **__: any(c in mode for c in 'wax+')
+  monkeypatch.setattr(builtins, 'open', guarded(
+      builtins.open, lambda p, *a, **k: isinstance(p, (str, os.PathLike)) and new_inside(p)
+      and creates(*a, **k)))
+  monkeypatch.setattr(os, 'open', guarded(
+      os.open, lambda p, flags, *a, **k: (
+          (flags & os.O_CREAT and new_inside(p))
+          or (flags & getattr(os, 'O_TMPFILE', 0) == getattr(os, 'O_TMPFILE', -1)
+              and os.path.abspath(p) == folder))))
+  monkeypatch.setattr(os, 'mkdir', guarded(os.mkdir, lambda p, *a, **k: new_inside(p)))
+  # A missing entry is not found before any permission is checked (ENOENT).
+  old_inside = lambda p: inside(p) and os.path.lexists(p)
+  for name in ('replace', 'rename'):
+    monkeypatch.setattr(os, name, guarded(getattr(os, name), lambda src, dst, *a, **k: (
+        os.path.lexists(src) and (inside(src) or inside(dst)))))
+  for name in ('remove', 'unlink'):
+    monkeypatch.setattr(os, name, guarded(getattr(os, name), lambda p, *a, **k: old_inside(p)))
+
+
+@pytest.mark.parametrize('how', READ_ONLY_WAYS)
+def test_a_read_only_folder_is_one_clear_error(tmp_path, how, monkeypatch):
+  undo = read_only(tmp_path, how, monkeypatch)
   try:
     for write in (lambda: workdir.write_json(str(tmp_path / 'r.json'), {}),
                   lambda: workdir.append_jsonl(str(tmp_path / 'm.jsonl'), {}),
