@@ -106,12 +106,18 @@ VARIANTS = (
 )
 BY_NAME = {v.name: v for v in VARIANTS}
 
-_SIZES = flags.DEFINE_list('sizes', ['64', '224'], 'Image sizes (pixels per side).')
-_BATCH = flags.DEFINE_integer('batch_size', 32, 'Images per batch (the batch rows set their own).')
-_TIMED = flags.DEFINE_integer('timed_steps', 5, 'Timed calls per measurement.')
-_VARIANTS = flags.DEFINE_list('variants', [v.name for v in VARIANTS],
-                              f'Rows to measure: {", ".join(BY_NAME)}.')
-_TORCH = flags.DEFINE_bool('torch', True, "PyTorch eager's row, where torch is installed.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags; defined only when run as a script, so that
+  importing this module (its test) adds no flag to a process that has run.py's."""
+  flags.DEFINE_list('sizes', ['64', '224'], 'Image sizes (pixels per side).')
+  flags.DEFINE_integer('batch_size', 32, 'Images per batch (the batch rows set their own).')
+  flags.DEFINE_integer('timed_steps', 5, 'Timed calls per measurement.')
+  flags.DEFINE_list('variants', [v.name for v in VARIANTS],
+                    f'Rows to measure: {", ".join(BY_NAME)}.')
+  flags.DEFINE_bool('torch', True, "PyTorch eager's row, where torch is installed.")
 
 
 def compile_options(variant):
@@ -385,17 +391,17 @@ def size_rows(variants, size, batch_size, timed_steps, with_torch):
 
 def main(argv):
   del argv
-  unknown = [v for v in _VARIANTS.value if v not in BY_NAME]
+  unknown = [v for v in FLAGS.variants if v not in BY_NAME]
   if unknown:
     raise app.UsageError(f'--variants: unknown {unknown}; known: {", ".join(BY_NAME)}.',
                          exitcode=2)
-  variants = [BY_NAME[REFERENCE]] + [BY_NAME[v] for v in _VARIANTS.value if v != REFERENCE]
-  sizes = [int(s) for s in _SIZES.value]
+  variants = [BY_NAME[REFERENCE]] + [BY_NAME[v] for v in FLAGS.variants if v != REFERENCE]
+  sizes = [int(s) for s in FLAGS.sizes]
   load_before, start = os.getloadavg(), time.perf_counter()
   results, torch_rows = {}, {}
   for size in sizes:
-    results[size], torch_rows[size] = size_rows(variants, size, _BATCH.value, _TIMED.value,
-                                                _TORCH.value)
+    results[size], torch_rows[size] = size_rows(variants, size, FLAGS.batch_size, FLAGS.timed_steps,
+                                                FLAGS.torch)
     print(f'[{time.perf_counter() - start:.0f} s] size {size} measured', flush=True)
   head = ['variant'] + [f'{what} {size}, images/s (x)' for size in sizes
                         for what in ('forward', 'step')] + [
@@ -421,8 +427,8 @@ def main(argv):
   d = jax.devices()[0]
   print('\n'.join([
       '', f'{rates.cpu_model()}, {os.cpu_count()} cores; JAX {jax.__version__} on '
-      f'{d.device_kind} ({d.platform}); batch {_BATCH.value} (the batch rows set their own); '
-      f'images/s: the median of {_TIMED.value} rounds that time one call of every row in '
+      f'{d.device_kind} ({d.platform}); batch {FLAGS.batch_size} (the batch rows set their own); '
+      f'images/s: the median of {FLAGS.timed_steps} rounds that time one call of every row in '
       f'turn, after {rates.WARMUP_STEPS} warm-up calls each; load average '
       f'{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after; '
       f'{time.perf_counter() - start:.0f} s.', '',
@@ -435,4 +441,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

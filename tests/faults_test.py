@@ -283,7 +283,8 @@ def test_a_flipped_bit_in_the_newest_checkpoint_is_routed_around_by_scoring_and_
                                                                     number=newest - 1))
   with open(output) as f:
     rows = [line.split(',') for line in f.read().splitlines()[1:]]
-  written = np.array([[float(v) for v in row[1:-1]] for row in rows])
+  # The outputs' scores, then their percentiles (the workdir keeps its quantiles).
+  written = np.array([[float(v) for v in row[1:1 + len(plan.output_names)]] for row in rows])
   np.testing.assert_allclose(written, before.score_array(paths), atol=10**-predict.DECIMALS)
   # (The newest checkpoint, undamaged, scores otherwise: the fallback is visible.)
   newest_scores = scorer_lib.Scorer.from_workdir(reference).score_array(paths)
@@ -293,7 +294,11 @@ def test_a_flipped_bit_in_the_newest_checkpoint_is_routed_around_by_scoring_and_
 
   fresh = steps.initial_state(plan, model, jax.random.PRNGKey(plan.seed))
   mngr = checkpoint.manager(copy, max_to_keep=plan.checkpoint_max_to_keep)
-  assert train.restore_latest(plan, copy, mngr, fresh)[:2] == (0, trained_workdir.STAGE1_EPOCHS)
+  # Where checkpoint newest - 1 stands in the schedule: (stage index, epochs done in it).
+  before_newest = newest - 1
+  expected = ((0, before_newest) if before_newest <= trained_workdir.STAGE1_EPOCHS
+              else (1, before_newest - trained_workdir.STAGE1_EPOCHS))
+  assert train.restore_latest(plan, copy, mngr, fresh)[:2] == expected
   moved, = os.listdir(os.path.join(copy, workdir_lib.DAMAGED_DIR))
   assert moved.startswith(f'checkpoint-{newest}.')
 
@@ -344,14 +349,14 @@ def test_predict_writes_a_reason_never_a_non_finite_score_and_the_scorer_raises(
   _, workdir = trained
   paths = photo_paths(tmp_path / 'photos')
   scorer = scorer_lib.Scorer.from_workdir(workdir)
-  honest = scorer.score_pixels
+  honest = scorer.member_pixels  # [members, b, outputs]: every scoring path's step.
 
   def nan_for_the_second(batch, full=False):
     out = np.array(honest(batch, full))
-    out[1, 0] = np.nan
+    out[:, 1, 0] = np.nan
     return out
 
-  monkeypatch.setattr(scorer, 'score_pixels', nan_for_the_second)
+  monkeypatch.setattr(scorer, 'member_pixels', nan_for_the_second)
   rows, _ = predict.score_paths(scorer, paths, progress=False)
   assert [r[predict.ERROR_COLUMN][:45] for r in rows] == [
       '', 'the model gave a non-finite score (score nan)', '']

@@ -217,7 +217,7 @@ def test_run_py_predict_mode_writes_the_librarys_scores(trained, photos, scored,
   # predict.DECIMALS places in the file) for each of the five files.
   files = image_files.find_images(f'{photos}/rgb.*')
   assert [r['path'] for r in records] == files and len(files) == 5
-  rows, names = by_name(library['rows']), library['outputs']
+  rows, names = by_name(library['rows']), library['columns']
   for record in records:
     assert list(record) == predict.columns(names) and record['error'] is None
     row = rows[os.path.basename(record['path'])]

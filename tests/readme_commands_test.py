@@ -61,6 +61,17 @@ NOT_RUN = (
     ('bash bench/device_check.sh', 'the GPU check needs a GPU; tests/device_check_test.py runs '
                                    'its CPU rehearsal'),
     ('DEVICE_CHECK_', 'the GPU check\'s rehearsal: tests/device_check_test.py runs it'),
+    ('tensorboard --logdir', 'a web server that runs until it is stopped; run_timing_test reads '
+                             'the event files with TensorBoard\'s own reader'),
+    ('python run.py --config=configs/rated_photos.py:few_photos',
+     'starts from the quick start\'s 64 px demo workdir (minutes of training); '
+     'transfer_test runs the same config with --config.init_from through run.py at 32 px'),
+    ('for seed in 1 2; do python run.py --config=configs/rated_photos.py',
+     'two more seeds of the rated-photos example; ensemble_test trains a second member '
+     'and scores the ensemble through run.py'),
+    ('python run.py --mode=predict --workdir=workdirs/mine,',
+     'the ensemble of that loop\'s workdirs; ensemble_test runs --mode=predict with '
+     '--workdir=W1,W2 and run.py\'s usage line W1,W2,W3 runs here'),
 )
 # Documented commands that another test runs as written, with what it checks
 # there: (file, how the command starts) -> the test.
@@ -287,6 +298,9 @@ def placed(args, sandbox):
       value = (str(sandbox['trained']) if mode in READS_A_WORKDIR else
                'W_reproduce' if mode == 'reproduce' else
                readme_workdir(args) or f'W_{next(sandbox["fresh"])}')
+    elif eq and mode in READS_A_WORKDIR and re.fullmatch(r'W\d+(,W\d+)+', value):
+      # An ensemble's members: the suite's trained workdir, once per member.
+      value = ','.join([str(sandbox['trained'])] * len(value.split(',')))
     elif eq and value == 'DIR':
       value = f'DIR_{next(sandbox["fresh"])}'
     elif eq and value in sandbox['data']:

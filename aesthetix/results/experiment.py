@@ -17,6 +17,7 @@ from aesthetix.runtime import parallel
 from aesthetix.runtime import phases
 from aesthetix.runtime import summaries
 from aesthetix.runtime import workdir as workdir_lib
+from aesthetix.training import history
 from aesthetix.training import train
 
 
@@ -49,7 +50,7 @@ def write_timing(plan, workdir, record):
   table = phases.markdown(record)
   logging.info('Where the time went (this process, %.1f s):\n%s\n%s', record['wall_seconds'],
                table, compilation_cache.summary_line(record['compilation_cache']))
-  workdir_lib.append_jsonl(workdir_lib.metrics_path(workdir), {report.RUN_TIMING: record})
+  history.append(workdir, {history.RUN_TIMING: record})
   report.write_timing(workdir, record)
   writer = summaries.Writer(workdir_lib.tensorboard_dir(workdir))
   step = train.total_steps(plan)

@@ -16,7 +16,7 @@ from aesthetix.training import metrics
 
 FIGURES_HEADING = '## Figures'
 # metrics.jsonl's record of a run's phase table (aesthetix/results/experiment.py).
-RUN_TIMING = 'run_timing'
+RUN_TIMING = history_lib.RUN_TIMING
 
 
 

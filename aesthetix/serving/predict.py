@@ -142,7 +142,7 @@ def score_paths(scorer, paths, progress=True):
     values = scores.get(position, [None] * len(names))
     error = '' if position in scores else errors.get(position) or images_lib.load(path)[1]
     if position in scores and not np.all(np.isfinite(values)):
-      values, error = [None] * len(names), scorer_lib.nonfinite_reason(names, values)
+      values, error = [None] * len(names), scorer_lib.nonfinite_reason(names, values, n)
     rows.append({PATH_COLUMN: path, **dict(zip(names, values)), ERROR_COLUMN: error})
   return rows, timing
 

@@ -54,9 +54,15 @@ class NonFiniteScoreError(errors.UserError, ValueError):
   names the photos and the outputs)."""
 
 
-def nonfinite_reason(names, values):
-  """Why one photo's `values` (one per output of `names`) are not scores."""
-  bad = [f'{n} {v}' for n, v in zip(names, values) if not np.isfinite(v)]
+def nonfinite_reason(columns, values, outputs=None):
+  """Why one photo's `values` (one per name of `columns`) are not scores. With
+  `outputs` (how many of the first columns are the outputs' own scores), a
+  derived column (an ensemble's sd, a percentile) that is non-finite because its
+  score is goes unnamed."""
+  values = np.asarray(values, np.float64)
+  if outputs is not None and not np.isfinite(values[:outputs]).all():
+    columns, values = columns[:outputs], values[:outputs]
+  bad = [f'{n} {v}' for n, v in zip(columns, values) if not np.isfinite(v)]
   return (f'the model gave a non-finite score ({", ".join(bad)}); its checkpoint may be '
           'damaged or its training diverged: score with another workdir, or train this '
           'one again')
@@ -279,7 +285,7 @@ class Scorer:
     if len(bad):
       raise NonFiniteScoreError(
           f'Photo(s) {", ".join(map(str, bad[:10]))}{", ..." if len(bad) > 10 else ""} (of '
-          f'{len(out)}): {nonfinite_reason(self.columns, out[bad[0]])}.')
+          f'{len(out)}): {nonfinite_reason(self.columns, out[bad[0]], len(self.names))}.')
     return out
 
   def score(self, images):

@@ -1,7 +1,8 @@
 """metrics.jsonl: the records a training run writes, and the one check of them.
 
-Four kinds of record, one JSON object a line (train.py writes them, the
-report, the figures and the reproduction read them):
+Six kinds of record, one JSON object a line (train.py and
+results/experiment.py write them; the report, the figures and the
+reproduction read them):
 
   epoch          {stage, epoch, train_loss, validation, [images_per_second,
                   epoch_seconds, input_wait_seconds]}: after each epoch
@@ -62,6 +63,9 @@ def _is_count(v):
 
 
 NUMBER = Kind('a number', _is_number)
+NUMBER_OR_NONE = Kind('a number or null', lambda v: v is None or _is_number(v))
+COUNT_OR_NONE = Kind('a whole number or null', lambda v: v is None or _is_count(v))
+OBJECT = Kind('a JSON object', lambda v: isinstance(v, dict))
 COUNT = Kind('a whole number', _is_count)
 EPOCH_NUMBER = Kind('a whole number from 1', lambda v: _is_count(v) and v >= 1)
 TEXT = Kind('a string', lambda v: isinstance(v, str))
@@ -70,8 +74,10 @@ FLAG = Kind('true or false', lambda v: isinstance(v, bool))
 ANY_JSON = Kind('a JSON value', lambda v: True)
 
 # metrics.output_metrics of one output (NaN, written as NaN, where undefined).
-METRICS = Record(dict(spearman=NUMBER, spearman_p=NUMBER, pearson=NUMBER,
-                      pearson_p=NUMBER, mse=NUMBER, n=COUNT))
+METRICS = Record(dict(spearman=NUMBER_OR_NONE, spearman_p=NUMBER_OR_NONE,
+                      pearson=NUMBER_OR_NONE, pearson_p=NUMBER_OR_NONE, mse=NUMBER_OR_NONE,
+                      n=COUNT),
+                 dict(undefined=TEXT))
 METRICS_TABLE = Table(METRICS, 'metrics per output')
 TIMING = Record(dict(seconds=NUMBER),
                 dict(feature_cache_seconds=NUMBER, first_epoch=COUNT, epochs=COUNT,
@@ -83,10 +89,17 @@ CHANGE = Record(dict(time=TEXT, fields=Table(ListOf(ANY_JSON, 'an [old, new] pai
                      superseded=ListOf(COUNT, 'a list of checkpoint numbers')),
                 dict(moved_to=TEXT_OR_NONE))
 
+INIT_FROM = Record(dict(path=TEXT, dataset=TEXT, checkpoint=COUNT_OR_NONE,
+                        from_source=ListOf(TEXT, 'a list of output names'),
+                        fresh=ListOf(TEXT, 'a list of output names')))
 EPOCH = 'epoch'
 TEST = 'test'
 TIMING_RECORD = 'timing'
 CONFIG_CHANGE = 'config_change'
+INIT_FROM_RECORD = 'init_from'
+RUN_TIMING = 'run_timing'
+# The kinds that belong to the whole run, not to one of its stages.
+RUN_RECORDS = (INIT_FROM_RECORD, RUN_TIMING)
 # Each kind of record: its keys. The kind of a line is the one whose keys it
 # matches best, so that a damaged key is reported against the record it was.
 RECORDS = {
@@ -97,6 +110,8 @@ RECORDS = {
     TEST: Record(dict(stage=TEXT, test=METRICS_TABLE)),
     TIMING_RECORD: Record(dict(stage=TEXT, timing=TIMING)),
     CONFIG_CHANGE: Record(dict(config_change=CHANGE)),
+    INIT_FROM_RECORD: Record(dict(init_from=INIT_FROM)),
+    RUN_TIMING: Record(dict(run_timing=OBJECT)),
 }
 # The longest excerpt of a bad value quoted in a message.
 _QUOTED_CHARS = 40
@@ -154,7 +169,7 @@ def problem(record, stage_names=None):
     return f'it is {_quoted(record)}, not a JSON object'
   kind = kind_of(record)
   found = _problem(record, RECORDS[kind], f'the {kind.replace("_", " ")} record')
-  if found or stage_names is None:
+  if found or stage_names is None or kind in RUN_RECORDS:
     return found
   stage = record.get('stage', record.get(CONFIG_CHANGE, {}).get('restarts'))
   if stage not in stage_names:
