@@ -109,8 +109,12 @@ def test_the_run_names_the_users_outputs_in_their_own_scale(trained, tmp_path):
     values = np.array([float(r[name]) for r in rows])
     assert np.all((values >= lo) & (values <= hi)), name
   assert np.mean([float(r['color']) for r in rows]) > 1  # The 0-10 scale, not [0, 1].
-  with open(root / 'scores.csv') as f:  # The README's predict command, on the workdir itself.
-    assert [list(r) for r in csv.DictReader(f)] == [list(rows[0])] * 40
+  # The README's predict command, on the workdir itself: the copy's columns, and
+  # each output's percentile (the workdir keeps its score quantiles; the copy does not).
+  percentiles = [n + scorer_lib.PERCENTILE_SUFFIX for n in NAMES]
+  with open(root / 'scores.csv') as f:
+    assert [list(r) for r in csv.DictReader(f)] == [
+        [predict.PATH_COLUMN, *NAMES, *percentiles, 'error']] * 40
 
 
 def test_grad_cam_takes_the_users_output_names(trained, tmp_path, monkeypatch):
