@@ -46,17 +46,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 run_py, error_line = run_errors_test.run_py, run_errors_test.error_line
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  return trained_workdir.get(tmp_path_factory)
-
-
-@pytest.fixture
-def copy(trained, tmp_path):
-  """A copy of the trained workdir to damage."""
-  path = str(tmp_path / 'run')
-  shutil.copytree(trained[1], path)
-  return path
+# The shared trained workdir, and a copy of it to damage.
+trained, copy = run_errors_test.trained, run_errors_test.copy
 
 
 @pytest.fixture(scope='module')

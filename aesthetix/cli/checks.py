@@ -22,16 +22,22 @@ NOT_CONFIGS = ('common.py', 'paper_numbers.py', '__init__.py')
 CONFIG_PREFIX = '--config.'
 
 
-def config_argument(argv):
-  """The --config value as typed in `argv`, or None."""
+def flag_argument(argv, name):
+  """The value of --`name` as typed in `argv` (--name=V or --name V; the last
+  one wins), or None."""
   value = None
   args = list(argv[1:])
   for i, arg in enumerate(args):
-    if arg.startswith('--config='):
+    if arg.startswith(f'--{name}='):
       value = arg.split('=', 1)[1]
-    elif arg == '--config' and i + 1 < len(args):
+    elif arg == f'--{name}' and i + 1 < len(args):
       value = args[i + 1]
   return value
+
+
+def config_argument(argv):
+  """The --config value as typed in `argv`, or None."""
+  return flag_argument(argv, 'config')
 
 
 def overrides(argv):
@@ -42,14 +48,7 @@ def overrides(argv):
 
 def mode_argument(argv):
   """The --mode value as typed in `argv`, or None."""
-  value = None
-  args = list(argv[1:])
-  for i, arg in enumerate(args):
-    if arg.startswith('--mode='):
-      value = arg.split('=', 1)[1]
-    elif arg == '--mode' and i + 1 < len(args):
-      value = args[i + 1]
-  return value
+  return flag_argument(argv, 'mode')
 
 
 def repo_path(relative):
