@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aesthetix.runtime import parallel
+from aesthetix.training import forward
 from aesthetix.training import optim
 from aesthetix.training import plan as plan_lib
 from aesthetix.training import steps
@@ -113,7 +114,7 @@ def stage2_step_call(plan, model, state, batch, from_prefix=False):
   step = steps.make_train_step(model, optimizer, labels, prefix_layer=layer)
   batch = dict(batch)
   if layer is not None:
-    batch[steps.PREFIX] = np.asarray(model.apply(
+    batch[forward.PREFIX] = np.asarray(model.apply(
         {'params': state['params']}, batch.pop('image'), stop_after=layer,
         method=model.backbone_prefix))
   batch = parallel.put_batch(batch)

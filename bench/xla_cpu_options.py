@@ -40,6 +40,7 @@ import optax
 from aesthetix.model import multitask as model_lib
 from aesthetix.model import vgg16
 from aesthetix.runtime import parallel
+from aesthetix.training import forward
 from aesthetix.training import optim
 from aesthetix.training import plan as plan_lib
 from aesthetix.training import steps
@@ -188,7 +189,7 @@ def step_program(plan, model, state, images, targets):
   # float32, as the prefix cache stores it.
   prefix = np.asarray(model.apply({'params': state['params']}, images, stop_after=PREFIX_END,
                                   method=model.backbone_prefix), np.float32)
-  batch = parallel.put_batch({steps.PREFIX: prefix, 'target': targets,
+  batch = parallel.put_batch({forward.PREFIX: prefix, 'target': targets,
                               'mask': np.ones(len(images), bool)})
   before = kernels(jax.device_get(state['params']), stage.trainable_layers)
   current = [parallel.replicate(steps.stage_state(state, optimizer))]

@@ -1,13 +1,19 @@
 """The persistent compilation cache: where it lives, that a second process reads
-what the first compiled (with the XLA options aesthetix compiles with), and
-that it can be turned off."""
+what the first compiled (with the XLA options aesthetix compiles with), that
+it can be turned off, and the whole executables kept of named programs
+(loaded without tracing, keyed by name and code, replaced when damaged,
+bounded)."""
 
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from aesthetix.runtime import compilation_cache
+from aesthetix.runtime import parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A process that sets the cache up as run.py does, compiles two programs the way
@@ -68,3 +74,104 @@ def test_switched_off_it_reads_and_writes_nothing(tmp_path):
   assert off['directory'] is None and off['from_cache'] == 0 and off['written'] == 0
   assert off['compiled'] == off['programs'] >= 2
   assert not os.path.exists(tmp_path / 'jax')
+
+
+# ------------------------------------------------------------ whole executables
+
+
+def doubling(name):
+  """A named per-device program (a new Program: nothing compiled in it yet)."""
+  return parallel.per_device(lambda x: parallel.psum(x * 2.0 + 1.0),
+                             in_specs=(parallel.SHARDED,), out_specs=parallel.REPLICATED,
+                             name=name)
+
+
+def batch(rows=4):
+  return parallel.put_batch({'x': np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)})['x']
+
+
+def expected(rows=4):
+  """What `doubling` gives for `batch(rows)`: each device's rows, doubled plus
+  one, summed over the devices."""
+  x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) * 2 + 1
+  return x.reshape(parallel.device_count(), -1, 3).sum(0)
+
+
+def entries(folder):
+  return sorted(p.name for p in folder.glob('*' + compilation_cache.EXECUTABLE_SUFFIX))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+  """The folder of whole executables, a fresh one."""
+  folder = tmp_path / compilation_cache.EXECUTABLES_SUBDIR
+  monkeypatch.setattr(compilation_cache, 'executables_directory', lambda: str(folder))
+  compilation_cache.count_programs()
+  return folder
+
+
+def test_a_named_program_is_loaded_whole_by_the_next_and_computes_the_same(store):
+  before = compilation_cache.counts()
+  first = np.asarray(doubling('doubling')(batch()))
+  assert compilation_cache.since(before)['loaded'] == 0
+  assert len(entries(store)) == 1
+  before = compilation_cache.counts()
+  again = doubling('doubling')
+  second = np.asarray(again(batch()))
+  done = compilation_cache.since(before)
+  assert done['loaded'] == 1 and done['programs'] == 0  # Neither traced nor compiled.
+  np.testing.assert_array_equal(second, first)
+  np.testing.assert_array_equal(first, expected())
+  # Another input signature is another program, kept beside the first.
+  doubling('doubling')(batch(8))
+  assert len(entries(store)) == 2
+
+
+def test_the_key_follows_the_name_and_the_code(store, monkeypatch):
+  doubling('doubling')(batch())
+  doubling('tripling')(batch())
+  assert len(entries(store)) == 2
+  compilation_cache.code_digest.cache_clear()
+  monkeypatch.setattr(compilation_cache, 'code_digest', lambda: 'edited source')
+  before = compilation_cache.counts()
+  doubling('doubling')(batch())
+  assert compilation_cache.since(before)['loaded'] == 0 and len(entries(store)) == 3
+
+
+def test_an_entry_that_does_not_load_is_compiled_again_and_replaced(store, caplog):
+  doubling('doubling')(batch())
+  (entry,) = entries(store)
+  (store / entry).write_bytes(b'not an executable')
+  before = compilation_cache.counts()
+  with caplog.at_level('WARNING'):
+    out = np.asarray(doubling('doubling')(batch()))
+  assert compilation_cache.since(before)['loaded'] == 0
+  assert any('does not load' in r.getMessage() and entry in r.getMessage()
+             for r in caplog.records)
+  np.testing.assert_array_equal(out, expected())
+  before = compilation_cache.counts()
+  doubling('doubling')(batch())  # The replacement loads.
+  assert compilation_cache.since(before)['loaded'] == 1 and entries(store) == [entry]
+
+
+def test_the_least_recently_used_go_beyond_the_bound(store, monkeypatch):
+  monkeypatch.setattr(compilation_cache, 'MAX_EXECUTABLES', 2)
+  for i, name in enumerate(('a', 'b', 'c')):
+    doubling(name)(batch())
+    for path in store.glob('*' + compilation_cache.EXECUTABLE_SUFFIX):  # Distinct times.
+      os.utime(path, (path.stat().st_atime, path.stat().st_mtime - 10))
+  assert len(entries(store)) == 2
+  before = compilation_cache.counts()
+  doubling('a')(batch())  # The oldest went.
+  assert compilation_cache.since(before)['loaded'] == 0
+  doubling('c')(batch())
+  assert compilation_cache.since(before)['loaded'] == 1
+
+
+def test_with_the_cache_off_nothing_is_kept(tmp_path, monkeypatch):
+  monkeypatch.setattr(compilation_cache, 'current_directory', lambda: None)
+  assert compilation_cache.executables_directory() is None
+  before = compilation_cache.counts()
+  doubling('doubling')(batch())
+  doubling('doubling')(batch())
+  assert compilation_cache.since(before)['loaded'] == 0

@@ -11,6 +11,7 @@ import numpy as np
 from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import parallel
 from aesthetix.training import checkpoint
+from aesthetix.training import forward
 from aesthetix.training import optim
 from aesthetix.training import steps
 from tests import tiny
@@ -51,7 +52,7 @@ def test_stage2_steps_lower_the_loss_and_a_checkpoint_restores_them(tmp_path):
   for a, b in zip(jax.tree_util.tree_leaves(host), jax.tree_util.tree_leaves(restored)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
-  predict = steps.make_predict_step(model)
+  predict = forward.make_predict_step(model)
   pred = parallel.local_rows(predict(parallel.replicate(restored['params']), device_batch))
   assert pred.shape == (len(batch['mask']), 12)
   assert np.all((pred >= 0) & (pred <= 1))

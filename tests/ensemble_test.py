@@ -19,8 +19,8 @@ from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.serving import export
 from aesthetix.serving import predict
 from aesthetix.serving import scorer as scorer_lib
-from aesthetix.training import checkpoint
 from aesthetix.training import quantiles
+from aesthetix.training import trained as trained_lib
 from tests import export_test
 from tests import trained_workdir
 
@@ -116,7 +116,7 @@ def test_members_of_other_outputs_or_sizes_are_refused_before_any_loads(
   _, workdir = trained
   other = other_workdir(trained, str(tmp_path / 'other'), field, value)
   loaded = []
-  monkeypatch.setattr(checkpoint, 'load_trained', lambda w: loaded.append(w))
+  monkeypatch.setattr(trained_lib, 'load_trained', lambda w: loaded.append(w))
   with pytest.raises(scorer_lib.EnsembleError, match=message):
     scorer_lib.Scorer.from_workdirs([workdir, other])
   assert not loaded

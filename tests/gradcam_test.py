@@ -11,7 +11,7 @@ from aesthetix.data import images as images_lib
 from aesthetix.model import multitask as model_lib
 from aesthetix.model import vgg16
 from aesthetix.serving import gradcam
-from aesthetix.training import checkpoint
+from aesthetix.training import trained as trained_lib
 from tests import tiny
 from tests import trained_workdir
 
@@ -163,7 +163,7 @@ def record_figures(monkeypatch):
 def maps_of(workdir, photos, layer, index):
   """float [n, h, w]: Grad-CAM of output `index` at `layer` for the files
   `photos`, computed here with the workdir's model on each photo's model input."""
-  plan, model, params = checkpoint.load_trained(workdir)
+  plan, model, params = trained_lib.load_trained(workdir)
   pixels = np.stack([images_lib.model_input(images_lib.load_image(p), plan.data)
                      for p in photos])
   maps, _ = jax.jit(gradcam.cam_fn(model, layer, index))(params, pixels)

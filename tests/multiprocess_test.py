@@ -24,7 +24,7 @@ from aesthetix.data import datasets
 from aesthetix.data import input_pipeline
 from aesthetix.results import experiment
 from aesthetix.runtime import workdir as workdir_lib
-from aesthetix.training import checkpoint
+from aesthetix.training import trained as trained_lib
 from tests import tiny
 from tests import tiny_config
 
@@ -78,7 +78,7 @@ def finish(procs, timeout=LAUNCH_TIMEOUT_S):
 
 
 def final_params(workdir):
-  return jax.tree_util.tree_leaves(checkpoint.load_trained(workdir)[2])
+  return jax.tree_util.tree_leaves(trained_lib.load_trained(workdir)[2])
 
 
 def assert_same_params(a, b):

@@ -9,7 +9,8 @@ packages still look installed (a library that only asks whether they are
 behaves as on a machine that has them), but importing one fails. At exit the
 names that something tried to import are printed on stderr as one line,
 `BLOCKED_IMPORTS: [...]` (an import caught by a library's own `try` shows
-there too).
+there too), and those of the training stack the process did import (Orbax,
+Optax) as `TRAINING_IMPORTS: [...]`.
 """
 
 import atexit
@@ -21,6 +22,9 @@ import sys
 
 BLOCKED = ('tensorflow', 'tensorflow_datasets', 'keras')
 MARKER = 'BLOCKED_IMPORTS: '
+# Packages of the training stack that a scoring process need not import.
+TRAINING_STACK = ('orbax', 'optax')
+TRAINING_MARKER = 'TRAINING_IMPORTS: '
 _TRIED = []
 
 
@@ -42,15 +46,30 @@ class _Finder(importlib.abc.MetaPathFinder):
     return None
 
 
+def _marked(stderr, marker):
+  line = next(l for l in stderr.splitlines() if l.startswith(marker))
+  return json.loads(line[len(marker):])
+
+
 def blocked_imports(stderr):
   """The names a run tried to import, from its stderr."""
-  line = next(l for l in stderr.splitlines() if l.startswith(MARKER))
-  return json.loads(line[len(MARKER):])
+  return _marked(stderr, MARKER)
+
+
+def training_imports(stderr):
+  """The packages of TRAINING_STACK a run imported, from its stderr."""
+  return _marked(stderr, TRAINING_MARKER)
+
+
+def _report():
+  print(MARKER + json.dumps(_TRIED), file=sys.stderr, flush=True)
+  print(TRAINING_MARKER + json.dumps([p for p in TRAINING_STACK if p in sys.modules]),
+        file=sys.stderr, flush=True)
 
 
 def main(argv):
   sys.meta_path.insert(0, _Finder())
-  atexit.register(lambda: print(MARKER + json.dumps(_TRIED), file=sys.stderr, flush=True))
+  atexit.register(_report)
   if argv[0] == '-c':
     sys.argv = ['-c'] + argv[2:]
     exec(compile(argv[1], '<-c>', 'exec'), {'__name__': '__main__'})  # pylint: disable=exec-used

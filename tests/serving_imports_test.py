@@ -1,8 +1,9 @@
 """Scoring needs no TensorFlow: the Scorer, `--mode=predict` and `--mode=gradcam`
 run in processes where importing tensorflow, tensorflow_datasets or keras
-raises (tests/no_tensorflow.py), and give the scores of an ordinary process.
-Predict after predict compiles nothing: the second reads every program from
-the persistent compilation cache."""
+raises (tests/no_tensorflow.py), and give the scores of an ordinary process;
+nor Orbax or Optax, when the workdir has its params file. Predict after
+predict neither traces nor compiles: the second loads every program whole
+from the persistent cache."""
 
 import csv
 import json
@@ -22,7 +23,7 @@ from tests import trained_workdir
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The log line of run.py's scoring modes (aesthetix/runtime/compilation_cache.py).
 PROGRAMS_LINE = re.compile(r'(\d+) programs: (\d+) read from the persistent cache, '
-                           r'(\d+) compiled')
+                           r'(\d+) compiled \(\d+ written to it\)(?:; (\d+) loaded whole)?')
 SCORE_CODE = '''
 import json, sys
 import aesthetix
@@ -54,6 +55,8 @@ def without_tensorflow(args, cache_root):
                        env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert no_tensorflow.blocked_imports(out.stderr) == [], out.stderr[-3000:]
+  # The shared workdir has its params file: nothing of the training stack loads.
+  assert no_tensorflow.training_imports(out.stderr) == [], out.stderr[-3000:]
   return out.stdout, out.stderr
 
 
@@ -80,8 +83,8 @@ def test_the_scorer_imports_no_tensorflow(trained, photos, tmp_path):
 
 
 def programs(stderr):
-  """(programs, from the cache, compiled) of a run's log."""
-  return tuple(int(n) for n in PROGRAMS_LINE.search(stderr).groups())
+  """(programs, from the cache, compiled, loaded whole) of a run's log."""
+  return tuple(int(n or 0) for n in PROGRAMS_LINE.search(stderr).groups())
 
 
 def test_predict_imports_no_tensorflow_and_the_second_compiles_nothing(trained, photos,
@@ -103,9 +106,9 @@ def test_predict_imports_no_tensorflow_and_the_second_compiles_nothing(trained, 
   for name, scores in want.items():
     np.testing.assert_allclose([float(rows[name][k]) for k in scores], list(scores.values()),
                                rtol=0, atol=1e-5)  # The CSV keeps 6 decimals.
-  (total, read, compiled), (total2, read2, compiled2) = runs[0][1], runs[1][1]
-  assert total > 0 and read == 0 and compiled == total
-  assert (total2, read2, compiled2) == (total, total, 0)
+  (total, read, compiled, loaded), second = runs[0][1], runs[1][1]
+  assert total > 0 and read == 0 and compiled == total and loaded == 0
+  assert second == (0, 0, 0, total)  # Every program loaded whole: none traced.
   assert runs[1][0] == rows
 
 

@@ -19,6 +19,7 @@ from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import checkpoint
 from aesthetix.training import plan as plan_lib
 from aesthetix.training import steps
+from aesthetix.training import trained as trained_lib
 from configs import demo
 from configs import rated_photos
 from tests import cli_test
@@ -90,7 +91,7 @@ def expected_start(plan, source_plan, source, rng):
 
 
 def assert_start(plan, source_workdir):
-  source_plan, _, source = checkpoint.load_trained(source_workdir)
+  source_plan, _, source = trained_lib.load_trained(source_workdir)
   rng = jax.random.PRNGKey(plan.seed)
   got = leaves(steps.initial_state(plan, model_lib.build_model(plan.model), rng)['params'])
   expected = expected_start(plan, source_plan, source, rng)
@@ -122,7 +123,7 @@ def test_a_checkpoint_of_w_can_be_named(trained, photos):
   source_plan = plan_lib.resolve(workdir_lib.trained_config(workdir))
   like = model_lib.param_shapes(model_lib.build_model(source_plan.model), tiny.IMAGE_SIZE)
   stage1 = leaves(checkpoint.restore_params(workdir, like, trained_workdir.STAGE1_EPOCHS))
-  final = leaves(checkpoint.load_trained(workdir)[2])
+  final = leaves(trained_lib.load_trained(workdir)[2])
   key = 'vgg16/block4_conv2/kernel'  # Trained in stage 2: stage 1's differs from the final.
   np.testing.assert_array_equal(got[key], stage1[key])
   assert not np.array_equal(got[key], final[key])
@@ -166,7 +167,7 @@ def test_a_users_run_trains_from_w_and_records_which_outputs_are_fresh(trained, 
   assert record['from_source'] == list(FROM_SOURCE) and record['fresh'] == list(FRESH)
   assert record['dataset'] == 'synthetic_aesthetics' and record['checkpoint'] is None
   # The layers no stage trains are W's, to the bit, after both stages.
-  mine, theirs = (leaves(checkpoint.load_trained(w)[2]) for w in (user_run, workdir))
+  mine, theirs = (leaves(trained_lib.load_trained(w)[2]) for w in (user_run, workdir))
   for layer in ('block1_conv1', 'block4_conv1', 'block5_conv3'):
     np.testing.assert_array_equal(mine[f'vgg16/{layer}/kernel'], theirs[f'vgg16/{layer}/kernel'])
   assert json.load(open(os.path.join(user_run, workdir_lib.CONFIG_FILE)))['init_from'] == workdir

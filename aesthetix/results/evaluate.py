@@ -1,7 +1,7 @@
 """A trained workdir tested again, on its own test split or another dataset's (Table 11).
 
 `evaluate_workdir(workdir, dataset)` reads the model back as the Scorer does
-(`checkpoint.load_trained`), predicts the test split and writes
+(`trained_lib.load_trained`), predicts the test split and writes
 WORKDIR/evaluation_<dataset>_<split>.json. A dataset other than the training
 one gives the cross-dataset test of Table 11: the overall score only, mapped
 to the other dataset's scale, its data read from its own folders.
@@ -12,10 +12,10 @@ import dataclasses
 from aesthetix.data import targets
 from aesthetix.runtime import parallel
 from aesthetix.runtime import workdir as workdir_lib
-from aesthetix.training import checkpoint
+from aesthetix.training import forward
 from aesthetix.training import metrics
-from aesthetix.training import steps
 from aesthetix.training import train
+from aesthetix.training import trained as trained_lib
 
 
 def evaluation_data(data, dataset=None, data_dir=None, manual_dir=None,
@@ -35,13 +35,13 @@ def evaluation_data(data, dataset=None, data_dir=None, manual_dir=None,
 def evaluate_workdir(workdir, dataset=None, data_dir=None, manual_dir=None,
                      builder_kwargs=None):
   """Evaluates a trained workdir on a test split; returns (results, path written)."""
-  plan, model, params = checkpoint.load_trained(workdir)
+  plan, model, params = trained_lib.load_trained(workdir)
   data = evaluation_data(plan.data, dataset, data_dir, manual_dir, builder_kwargs)
   cross = data.name != plan.data.name
   names = data.targets.output_names[:1] if cross else plan.output_names
   eval_plan = dataclasses.replace(plan, data=data)
   split = data.test_split
-  _, true, pred = train.predict_split(eval_plan, steps.make_predict_step(model),
+  _, true, pred = train.predict_split(eval_plan, forward.make_predict_step(model),
                                       parallel.replicate(params), split)
   n = len(names)
   true = data.targets.from_unit(true[:, :n])

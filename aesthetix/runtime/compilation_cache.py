@@ -24,10 +24,30 @@ warning. The cache is trusted code: keep it in a folder only you can write.
 `counts()` says how many programs this process compiled and how many came
 from the cache (JAX's monitoring events), `size(directory)` what the folder
 holds; a training run logs both at its end.
+
+Whole executables. JAX's cache is keyed by the lowered program, so a process
+still traces and lowers every program before it finds it there (0.4 s of a
+warm `--mode=predict` on the development machine, more than the rest of its
+work). A program made with a name (`parallel.per_device(..., name=...)`: the
+scoring programs) is also kept whole, compiled, in `<dir>/executables/`
+(`jax.experimental.serialize_executable`), under a key of everything that
+decides what it compiles to: its name (the model's configuration), its input
+signature, the sha256 of aesthetix's own source files, the versions of JAX,
+jaxlib and Flax, the backend and its devices, and XLA_FLAGS. A process that
+finds its key loads the executable without tracing. An entry that does not
+load is removed (with a warning) and the program compiled again. At most
+MAX_EXECUTABLES entries are kept, the least recently used removed first; a
+single process writes and reads them (a multi-process run compiles as usual).
 """
 
 import collections
+import functools
+import hashlib
+import importlib.metadata
+import json
 import os
+import pickle
+import tempfile
 
 from absl import logging
 
@@ -49,6 +69,15 @@ HIT_EVENT = '/jax/compilation_cache/cache_hits'
 WRITE_EVENT = '/jax/compilation_cache/cache_misses'
 # What the cache writes: entries and, with eviction on, their access times.
 ENTRY_SUFFIX = '-cache'
+
+# Whole executables: their folder inside JAX's, file suffix, and how many are kept.
+EXECUTABLES_SUBDIR = 'executables'
+EXECUTABLE_SUFFIX = '.executable'
+MAX_EXECUTABLES = 256
+# The distributions whose code decides what a program compiles to.
+COMPILER_DISTRIBUTIONS = ('jax', 'jaxlib', 'flax')
+# The counter of executables loaded whole.
+LOADED = 'loaded'
 
 _COUNTS = collections.Counter()
 _LISTENING = []
@@ -126,13 +155,15 @@ def count_programs():
 
 
 def counts():
-  """{'programs', 'from_cache', 'compiled', 'written'} of this process so far:
-  programs this process compiled or read from the persistent cache (those
-  found in JAX's in-memory caches are not counted), how many of them came
-  from the cache, how many were compiled, and how many were written to it."""
+  """{'programs', 'from_cache', 'compiled', 'written', 'loaded'} of this
+  process so far: programs this process compiled or read from the persistent
+  cache (those found in JAX's in-memory caches are not counted), how many of
+  them came from the cache, how many were compiled, how many were written to
+  it, and how many executables were loaded whole (not traced, not counted in
+  the programs)."""
   programs, hits = _COUNTS[PROGRAM_EVENT], _COUNTS[HIT_EVENT]
   return dict(programs=programs, from_cache=hits, compiled=programs - hits,
-              written=_COUNTS[WRITE_EVENT])
+              written=_COUNTS[WRITE_EVENT], loaded=_COUNTS[LOADED])
 
 
 def since(before):
@@ -149,6 +180,8 @@ def size(directory):
   except OSError:
     return 0, 0
   for name in names:
+    if name == EXECUTABLES_SUBDIR:  # Counted by executables_size.
+      continue
     try:
       total += os.path.getsize(os.path.join(directory, name))
     except OSError:  # Evicted by another process meanwhile.
@@ -170,12 +203,154 @@ def summary(before):
   and the folder with its entries and bytes (JSON-ready)."""
   directory = current_directory()
   entries, size_bytes = size(directory) if directory else (0, 0)
-  return dict(since(before), directory=directory, entries=entries, bytes=size_bytes)
+  executables, executable_bytes = executables_size(executables_directory())
+  return dict(since(before), directory=directory, entries=entries, bytes=size_bytes,
+              executables=executables, executable_bytes=executable_bytes)
+
+
+def executables_size(directory):
+  """(entries, bytes) of the folder of whole executables; (0, 0) when absent."""
+  entries, total = 0, 0
+  try:
+    found = list(os.scandir(directory)) if directory else []
+  except OSError:
+    return 0, 0
+  for entry in found:
+    if entry.name.endswith(EXECUTABLE_SUFFIX):
+      try:
+        total += entry.stat().st_size
+      except OSError:  # Evicted by another process meanwhile.
+        continue
+      entries += 1
+  return entries, total
 
 
 def summary_line(s):
   """One line for the log from `summary(...)`."""
   where = (f'persistent cache {s["directory"]}: {s["entries"]} programs, '
-           f'{human_size(s["bytes"])}' if s['directory'] else 'persistent cache off')
+           f'{human_size(s["bytes"])}, {s.get("executables", 0)} whole executables, '
+           f'{human_size(s.get("executable_bytes", 0))}'
+           if s['directory'] else 'persistent cache off')
+  loaded = f'; {s["loaded"]} loaded whole (not traced)' if s.get('loaded') else ''
   return (f'{s["programs"]} programs: {s["from_cache"]} read from the persistent cache, '
-          f'{s["compiled"]} compiled ({s["written"]} written to it); {where}.')
+          f'{s["compiled"]} compiled ({s["written"]} written to it){loaded}; {where}.')
+
+
+# ------------------------------------------------------------ whole executables
+
+
+def executables_directory():
+  """The folder of whole executables, or None when the persistent cache is off."""
+  directory = current_directory()
+  return os.path.join(directory, EXECUTABLES_SUBDIR) if directory else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest():
+  """sha256 (hex) of aesthetix's source files (relative path and bytes, in order)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  h = hashlib.sha256()
+  for folder, dirs, files in sorted(os.walk(root)):
+    dirs.sort()
+    for name in sorted(f for f in files if f.endswith('.py')):
+      path = os.path.join(folder, name)
+      h.update(os.path.relpath(path, root).encode() + b'\0')
+      with open(path, 'rb') as f:
+        h.update(f.read())
+  return h.hexdigest()
+
+
+def executable_key(name, signature):
+  """The store's key of the program `name` compiled for `signature` (text) here."""
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()
+  fields = dict(
+      name=name, signature=signature, code=code_digest(),
+      versions={d: importlib.metadata.version(d) for d in COMPILER_DISTRIBUTIONS},
+      backend=jax.default_backend(), platform=devices[0].client.platform_version,
+      devices=[d.device_kind for d in devices], processes=jax.process_count(),
+      xla_flags=os.environ.get('XLA_FLAGS', ''))
+  return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _executable_path(key):
+  directory = executables_directory()
+  return os.path.join(directory, key + EXECUTABLE_SUFFIX) if directory else None
+
+
+def load_executable(key):
+  """The executable stored under `key` (a jax.stages.Compiled), or None: none
+  stored, the cache off, or several processes. One that does not load is
+  removed, with a warning."""
+  import jax  # pylint: disable=g-import-not-at-top
+  path = _executable_path(key)
+  if path is None or jax.process_count() > 1:
+    return None
+  try:
+    with open(path, 'rb') as f:
+      payload = f.read()
+  except OSError:
+    return None
+  from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
+  try:
+    compiled = serialize_executable.deserialize_and_load(*pickle.loads(payload))
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('The stored executable %s does not load (%s: %s); compiling the program '
+                    'again.', path, type(e).__name__, str(e)[:200])
+    _remove(path)
+    return None
+  try:
+    os.utime(path)  # Recently used.
+  except OSError:
+    pass
+  _COUNTS[LOADED] += 1
+  return compiled
+
+
+def store_executable(key, compiled):
+  """Keeps `compiled` under `key` (nothing when the cache is off, several
+  processes run, or the backend cannot serialize it); then at most
+  MAX_EXECUTABLES entries stay."""
+  import jax  # pylint: disable=g-import-not-at-top
+  path = _executable_path(key)
+  if path is None or jax.process_count() > 1:
+    return
+  from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
+  try:
+    payload = pickle.dumps(serialize_executable.serialize(compiled))
+  except Exception as e:  # pylint: disable=broad-except
+    logging.info('This executable cannot be kept whole (%s: %s).', type(e).__name__, e)
+    return
+  directory, tmp = os.path.dirname(path), None
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+    with os.fdopen(fd, 'wb') as f:
+      f.write(payload)
+    os.replace(tmp, path)  # Readers see the whole entry or none.
+  except OSError as e:
+    logging.info('The executable was not kept (%s).', e)
+    if tmp:
+      _remove(tmp)
+    return
+  _evict(directory)
+
+
+def _remove(path):
+  try:
+    os.remove(path)
+  except OSError:
+    pass
+
+
+def _evict(directory):
+  """Removes the least recently used entries beyond MAX_EXECUTABLES."""
+  entries = []
+  for entry in os.scandir(directory):
+    if entry.name.endswith(EXECUTABLE_SUFFIX):
+      try:
+        entries.append((entry.stat().st_mtime, entry.path))
+      except OSError:
+        continue
+  for _, path in sorted(entries)[:-MAX_EXECUTABLES]:
+    _remove(path)

@@ -25,6 +25,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from aesthetix.runtime import compilation_cache
 from aesthetix.runtime import errors
 
 AXIS = 'batch'
@@ -342,11 +343,15 @@ class Program:
   """A jitted function, compiled once per input signature with `compiler_options`.
 
   Called like the function; `compile(*args)` returns the executable those
-  arguments run (for cost analysis and timing).
+  arguments run (for cost analysis and timing). With a `name` (text that,
+  with aesthetix's code, fixes what the function computes: the model's
+  configuration), the executable is also kept whole in the persistent cache
+  and a later process loads it without tracing (compilation_cache.py).
   """
 
-  def __init__(self, jitted):
+  def __init__(self, jitted, name=None):
     self._jitted = jitted
+    self._name = name
     self._executables = {}
 
   def compile(self, *args):
@@ -354,8 +359,18 @@ class Program:
     key = (tree, tuple((np.shape(x), np.result_type(x), getattr(x, 'weak_type', False))
                        for x in leaves))
     if key not in self._executables:
-      self._executables[key] = compile_lowered(self._jitted.lower(*args))
+      self._executables[key] = self._load_or_compile(args, key)
     return self._executables[key]
+
+  def _load_or_compile(self, args, signature):
+    stored = (None if self._name is None else compilation_cache.executable_key(
+        self._name, repr((signature, compiler_options()))))
+    executable = stored and compilation_cache.load_executable(stored)
+    if executable is None:
+      executable = compile_lowered(self._jitted.lower(*args))
+      if stored:
+        compilation_cache.store_executable(stored, executable)
+    return executable
 
   def __call__(self, *args):
     return self.compile(*args)(*args)
@@ -381,20 +396,21 @@ def _shardings(m, specs):
                                 is_leaf=lambda s: isinstance(s, jax.sharding.PartitionSpec))
 
 
-def per_device(fn, *, in_specs, out_specs, donate_argnums=()):
+def per_device(fn, *, in_specs, out_specs, donate_argnums=(), name=None):
   """`fn` run on every device of the mesh, collectives over `AXIS`.
 
   in_specs / out_specs: per argument / output (tree prefixes), REPLICATED (the
   same value on every device: params, a train state, psum'd metrics) or
   SHARDED (split over devices along the first axis: batches, predictions).
   Inside `fn` a SHARDED array holds one device's rows, as under pmap.
+  name: see `Program` (None: traced in every process).
   """
   m = mesh()
   mapped = jax.shard_map(fn, mesh=m, in_specs=in_specs, out_specs=out_specs,
                          check_vma=False)
   return Program(jax.jit(mapped, in_shardings=_shardings(m, in_specs),
                          out_shardings=_shardings(m, out_specs),
-                         donate_argnums=donate_argnums))
+                         donate_argnums=donate_argnums), name=name)
 
 
 def psum(x):

@@ -49,6 +49,12 @@ TENSORBOARD_DIR = 'tensorboard'
 # photos (quantiles per output, the dataset's scale): what a score's
 # percentile is read against (serving/scorer.py).
 SCORE_QUANTILES_FILE = 'score_quantiles.json'
+# The newest checkpoint's params as plain arrays, for a scoring process that
+# starts without Orbax (training/params_file.py); the checkpoint stays the truth.
+PARAMS_FILE = 'params.npz'
+# Where Orbax keeps a checkpoint's JSON item 'meta' (its JsonSave handler's
+# file): its params digest says which checkpoint the params file copies.
+CHECKPOINT_META_FILE = os.path.join('meta', 'metadata')
 # The figures of `run.py --mode=report`, beside report.md, in the report's order.
 SCATTER_OVERALL = 'scatter_overall.png'
 SCATTER_OUTPUTS = 'scatter_outputs.png'
@@ -96,6 +102,14 @@ def prediction_path(workdir, stage, split):
 
 def score_quantiles_path(workdir):
   return os.path.join(workdir, SCORE_QUANTILES_FILE)
+
+
+def params_file_path(workdir):
+  return os.path.join(workdir, PARAMS_FILE)
+
+
+def checkpoint_meta_path(workdir, number):
+  return os.path.join(checkpoint_dir(workdir), str(number), CHECKPOINT_META_FILE)
 
 
 def checkpoint_source(path):

@@ -27,7 +27,7 @@ from aesthetix.runtime import parallel
 from aesthetix.runtime import progress
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.serving import scorer
-from aesthetix.training import checkpoint
+from aesthetix.training import trained as trained_lib
 
 # The paper's maps are at the last convolutional layer.
 DEFAULT_LAYER = vgg16.CONV_LAYER_NAMES[-1]
@@ -192,7 +192,7 @@ def gradcam_workdir(workdir, images, out_dir, target=None, layer=None, batch_siz
 
   Returns (PNG paths written, {path: reason} of the files that could not be read).
   """
-  plan, model, params = checkpoint.load_trained(workdir)
+  plan, model, params = trained_lib.load_trained(workdir)
   layer = check_layer(layer or DEFAULT_LAYER)
   names = plan.output_names
   index = target_index(names, target)

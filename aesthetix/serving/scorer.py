@@ -35,10 +35,10 @@ from aesthetix.data import images as images_lib
 from aesthetix.runtime import errors
 from aesthetix.runtime import parallel
 from aesthetix.runtime import workdir as workdir_lib
-from aesthetix.training import checkpoint
+from aesthetix.training import forward
 from aesthetix.training import plan as plan_lib
 from aesthetix.training import quantiles as quantiles_lib
-from aesthetix.training import steps
+from aesthetix.training import trained as trained_lib
 
 # Column suffixes of an output's spread over an ensemble's members and of its percentile.
 SD_SUFFIX = '_sd'
@@ -174,7 +174,7 @@ class Scorer:
     for member_model, _ in self.members:
       step = next((s for other, s in programs if other == member_model), None)
       if step is None:
-        step = steps.make_predict_step(member_model)
+        step = forward.make_predict_step(member_model)
         programs.append((member_model, step))
       self._steps.append(step)
 
@@ -182,7 +182,7 @@ class Scorer:
   def from_workdir(cls, workdir, batch_size=None):
     """The model a training run left in `workdir` (config.json, newest checkpoint,
     and score_quantiles.json when it has one)."""
-    return cls(*checkpoint.load_trained(workdir), batch_size,
+    return cls(*trained_lib.load_trained(workdir), batch_size,
                score_quantiles=workdir_quantiles(workdir))
 
   @classmethod
@@ -201,7 +201,7 @@ class Scorer:
     problem = ensemble_problem(plans, workdirs)
     if problem:
       raise EnsembleError(f'These workdirs cannot score as one ensemble: {problem}.')
-    loaded = [checkpoint.load_trained(w) for w in workdirs]
+    loaded = [trained_lib.load_trained(w) for w in workdirs]
     record = (workdir_quantiles(workdirs[0]) if len(workdirs) == 1
               else ensemble_quantiles(plans, workdirs))
     plan, model, params = loaded[0]

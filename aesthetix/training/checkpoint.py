@@ -9,9 +9,9 @@ restore, whose arrays differ from their digests, or that holds a non-finite
 number is skipped for the newest one that is whole (and, by a training run,
 moved to WORKDIR/damaged/, never deleted); the first stage's last checkpoint
 is always kept, so that the last stage can start again from it with other
-settings. A save first makes sure its space is free. `load_trained(workdir)`
-is the one way to read a trained model back (the Scorer, evaluation, Grad-CAM
-and export all use it).
+settings. A save first makes sure its space is free. A trained model is read
+back by trained.py's `load_trained` (this module's `restore_params`, unless
+the params file serves).
 """
 
 import hashlib
@@ -25,10 +25,9 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 import numpy as np
 
-from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import errors
 from aesthetix.runtime import workdir as workdir_lib
-from aesthetix.training import plan as plan_lib
+from aesthetix.training import digests as digests_lib
 
 
 class NoCheckpointError(errors.UserError):
@@ -67,29 +66,6 @@ def manager(workdir, max_to_keep=None, read_only=False, keep=()):
                                options=options, item_names=('params', 'train', 'meta'))
 
 
-def _canonical(leaf):
-  """A leaf as the digest reads it: integers as 64-bit (a restore widens them
-  to the dtype of the state it is shaped like: training saves the step as
-  int32, a fresh state holds an int64), floats in their own dtype."""
-  a = np.asarray(leaf)
-  if np.issubdtype(a.dtype, np.signedinteger):
-    a = a.astype(np.int64)
-  elif np.issubdtype(a.dtype, np.unsignedinteger):
-    a = a.astype(np.uint64)
-  return np.ascontiguousarray(a)
-
-
-def tree_digest(tree):
-  """sha256 (hex) of a tree of arrays: each leaf's dtype, shape and bytes
-  (`_canonical`), in tree order: the same for the arrays saved and restored."""
-  h = hashlib.sha256()
-  for leaf in jax.tree_util.tree_leaves(tree):
-    a = _canonical(leaf)
-    h.update(f'{a.dtype.str}{a.shape}'.encode())
-    h.update(a.reshape(-1).view(np.uint8))
-  return h.hexdigest()
-
-
 def meta_digest(meta):
   """sha256 (hex) of the meta item's fields other than the digests."""
   fields = {k: v for k, v in meta.items() if k != DIGESTS}
@@ -98,7 +74,8 @@ def meta_digest(meta):
 
 def with_digests(meta, params, train):
   """`meta` with the digests of `params`, `train` and its own fields."""
-  return dict(meta, **{DIGESTS: dict(params=tree_digest(params), train=tree_digest(train),
+  return dict(meta, **{DIGESTS: dict(params=digests_lib.tree_digest(params),
+                                     train=digests_lib.tree_digest(train),
                                      meta=meta_digest(meta))})
 
 
@@ -180,15 +157,6 @@ def restore(mngr, number, like):
   return {'params': restored['params'], **restored['train']}
 
 
-def nonfinite_leaf(tree):
-  """The path of the first leaf of `tree` holding a NaN or an infinity, or None."""
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    a = np.asarray(leaf)
-    if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
-      return jax.tree_util.keystr(path)
-  return None
-
-
 def verify(directory, meta, **items):
   """Raises DamagedCheckpointError unless the restored `items` {name: tree}
   ('params', 'train') and `meta` are what was saved: their digests match those
@@ -207,9 +175,9 @@ def verify(directory, meta, **items):
   elif not isinstance(digests, dict) or digests.get('meta') != meta_digest(meta):
     raise DamagedCheckpointError('its meta item differs from its digest (a damaged file)')
   for name, tree in items.items():
-    if digests is not None and digests.get(name) != tree_digest(tree):
+    if digests is not None and digests.get(name) != digests_lib.tree_digest(tree):
       raise DamagedCheckpointError(f'its {name} differ from their digest (a damaged file)')
-    leaf = nonfinite_leaf(tree)
+    leaf = digests_lib.nonfinite_leaf(tree)
     if leaf is not None:
       raise DamagedCheckpointError(f'its {name} hold a non-finite number at {leaf}')
 
@@ -301,12 +269,3 @@ def restore_params(workdir, like, number=None):
     logging.warning('Using checkpoint %d of %s: the newer %s did not restore (%s).', number,
                     directory, ', '.join(map(str, skipped)), '; '.join(skipped.values()))
   return params
-
-
-def load_trained(workdir):
-  """(plan, model, params) of a trained workdir, from its files alone: its
-  config.json and its newest checkpoint that restores."""
-  plan = plan_lib.resolve(workdir_lib.trained_config(workdir))
-  model = model_lib.build_model(plan.model)
-  like = model_lib.param_shapes(model, plan.data.image_size)
-  return plan, model, restore_params(workdir, like)

@@ -1,9 +1,6 @@
-"""The per-device programs of training and prediction, and what their batches hold.
-
-A batch holds 'image' (uint8 [b, S, S, 3]), or the cached output of frozen
-layers: FEATURES (the pooled backbone, for a head-only stage) or PREFIX (the
-output of `prefix_layer`, for a stage that trains layers above it). No
-TensorFlow here: these programs run wherever JAX does.
+"""The per-device programs of training: the initial state, a stage's optimizer
+state and the train step (batches as forward.py describes them; the predict
+step is forward.py's). No TensorFlow here: these programs run wherever JAX does.
 """
 
 import jax
@@ -13,13 +10,9 @@ import optax
 
 from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import parallel
+from aesthetix.training import forward
 from aesthetix.training import optim
-from aesthetix.training import plan as plan_lib
 from aesthetix.training import transfer
-
-FEATURES = plan_lib.FEATURES
-PREFIX = plan_lib.PREFIX
-
 
 def initial_state(plan, model, rng):
   """{'params', 'step', 'rng'} before training: the initial weights of `plan.model`,
@@ -42,20 +35,6 @@ def squared_error(pred, target):
   return jnp.mean((pred - target[:, :pred.shape[-1]]) ** 2, axis=-1)
 
 
-def model_inputs(model, batch, prefix_layer=None):
-  """(input, apply method, its keyword arguments) for a batch.
-
-  Cached 'features' feed the head, a cached 'prefix' (the output of
-  `prefix_layer`) the rest of the network, 'image' the whole model.
-  """
-  if FEATURES in batch:
-    return batch[FEATURES], model.head_only, {}
-  if PREFIX in batch:
-    return (batch[PREFIX], model.from_activations,
-            {'start_after': prefix_layer})
-  return batch['image'], model.__call__, {}
-
-
 def make_train_step(model, optimizer, labels, prefix_layer=None):
   """Data-parallel (state, batch) -> (state, {'loss_sum', 'count'}); state is donated.
 
@@ -71,7 +50,7 @@ def make_train_step(model, optimizer, labels, prefix_layer=None):
 
     def loss_fn(params):
       params = optim.stop_frozen_gradients(params, labels)
-      inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
+      inputs, method, kwargs = forward.model_inputs(model, batch, prefix_layer)
       pred = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng},
                          method=method, **kwargs)
       return jnp.sum(squared_error(pred, batch['target']) * mask) / jnp.maximum(count, 1)
@@ -88,12 +67,3 @@ def make_train_step(model, optimizer, labels, prefix_layer=None):
   return parallel.per_device(step, in_specs=(parallel.REPLICATED, parallel.SHARDED),
                              out_specs=(parallel.REPLICATED, parallel.REPLICATED),
                              donate_argnums=(0,))
-
-
-def make_predict_step(model, prefix_layer=None):
-  """Data-parallel (params, batch) -> predictions [B, n] in [0, 1]."""
-  def predict(params, batch):
-    inputs, method, kwargs = model_inputs(model, batch, prefix_layer)
-    return model.apply({'params': params}, inputs, train=False, method=method, **kwargs)
-  return parallel.per_device(predict, in_specs=(parallel.REPLICATED, parallel.SHARDED),
-                             out_specs=parallel.SHARDED)

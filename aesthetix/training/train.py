@@ -26,9 +26,11 @@ from aesthetix.runtime import summaries
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.training import checkpoint
 from aesthetix.training import feature_cache
+from aesthetix.training import forward
 from aesthetix.training import history
 from aesthetix.training import metrics
 from aesthetix.training import optim
+from aesthetix.training import params_file
 from aesthetix.training import plan as plan_lib
 from aesthetix.training import quantiles
 from aesthetix.training import steps
@@ -74,7 +76,7 @@ class Source:
     return steps.make_train_step(model, optimizer, labels, prefix_layer=self.layer)
 
   def predict_step(self, model):
-    return steps.make_predict_step(model, prefix_layer=self.layer)
+    return forward.make_predict_step(model, prefix_layer=self.layer)
 
 
 def predict_split(plan, predict_step, params, split, source=None):
@@ -446,7 +448,7 @@ def _train_and_evaluate(plan, workdir):
   events = summaries.Writer(workdir_lib.tensorboard_dir(workdir), enabled=main)
 
   try:
-    run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, events)
+    state = run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, events)
   except jax.errors.JaxRuntimeError:
     # In a multi-process run this is most often a peer that died: its part of
     # a save in flight never comes, and waiting would hang. Finished
@@ -461,11 +463,16 @@ def _train_and_evaluate(plan, workdir):
     events.close()
   with phases.timed(phases.CHECKPOINTS):
     checkpoint.finish(mngr)
+    # The newest checkpoint's params as a plain file: scoring starts without Orbax.
+    if main:
+      params_file.refresh(workdir, state['params'])
+    parallel.sync('params file')
 
 
 def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, events=None):
   """Stages `start_stage`.. from host `state`, resuming at `start_epoch` of the
-  first; `events`: the run's TensorBoard writer."""
+  first; `events`: the run's TensorBoard writer. Returns the final host state
+  (that of the newest checkpoint)."""
   for stage in plan.stages[start_stage:]:
     first_epoch = start_epoch if stage.index == start_stage else 0
     # Process 0 decides: a file another process cannot see yet must not split the run.
@@ -500,6 +507,7 @@ def run_stages(plan, workdir, model, mngr, state, start_stage, start_epoch, even
         seconds=time.time() - start, feature_cache_seconds=cache_seconds,
         first_epoch=first_epoch, epochs=stage.epochs,
         source=source.kind, cache_passes=passes)))
+  return state
 
 
 def run_stage(plan, workdir, model, optimizer, mngr, state, source, stage, first_epoch,

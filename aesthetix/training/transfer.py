@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from aesthetix.model import multitask as model_lib
 from aesthetix.runtime import preflight
 from aesthetix.runtime import workdir as workdir_lib
-from aesthetix.training import checkpoint
 from aesthetix.training import plan as plan_lib
 
 
@@ -56,6 +55,9 @@ def start_params(plan, model, rng):
   source, number = source_plan(plan)
   source_dir, _ = workdir_lib.checkpoint_source(plan.init_from)
   like = model_lib.param_shapes(model_lib.build_model(source.model), source.data.image_size)
+  # Here, not at the top: the scoring path imports this module (through
+  # steps.py) and must not pay Orbax's import.
+  from aesthetix.training import checkpoint  # pylint: disable=g-import-not-at-top
   trained = checkpoint.restore_params(source_dir, like, number)
   fresh = model_lib.init_params(model, rng, plan.data.image_size)
   params, taken, left = model_lib.transfer_params(fresh, trained, plan.model, source.model)
