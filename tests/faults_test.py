@@ -265,20 +265,31 @@ def test_a_flipped_bit_in_the_newest_checkpoint_is_routed_around_by_scoring_and_
   newest = workdir_lib.checkpoint_numbers(copy)[-1]
   flip_a_bit(copy, newest)
   paths = photo_paths(tmp_path / 'photos')
-  output = str(tmp_path / 'scores.csv')
-  code, _ = run_py(capsys, '--mode=predict', f'--workdir={copy}',
-                   f'--images={tmp_path / "photos"}', f'--output={output}')
-  assert code == 0
+
+  def predicted():
+    output = str(tmp_path / 'scores.csv')
+    code, _ = run_py(capsys, '--mode=predict', f'--workdir={copy}',
+                     f'--images={tmp_path / "photos"}', f'--output={output}')
+    assert code == 0
+    with open(output) as f:
+      rows = [line.split(',') for line in f.read().splitlines()[1:]]
+    # The outputs' scores, then their percentiles (the workdir keeps its quantiles).
+    return np.array([[float(v) for v in row[1:1 + len(plan.output_names)]] for row in rows])
+
+  newest_scores = scorer_lib.Scorer.from_workdir(reference).score_array(paths)
+  # The params file is the newest checkpoint's params as saved (checked
+  # against the digest saved with them): scoring reads them from it.
+  np.testing.assert_allclose(predicted(), newest_scores, atol=10**-predict.DECIMALS)
+  assert 'is damaged' not in caplog.text
+  # Without it (a workdir trained before it existed) the checkpoint is read,
+  # and the damaged one routed around.
+  os.remove(workdir_lib.params_file_path(copy))
+  written = predicted()
   model, like = params_like(plan)
   before = scorer_lib.Scorer(plan, model, checkpoint.restore_params(copy, like,
                                                                     number=newest - 1))
-  with open(output) as f:
-    rows = [line.split(',') for line in f.read().splitlines()[1:]]
-  # The outputs' scores, then their percentiles (the workdir keeps its quantiles).
-  written = np.array([[float(v) for v in row[1:1 + len(plan.output_names)]] for row in rows])
   np.testing.assert_allclose(written, before.score_array(paths), atol=10**-predict.DECIMALS)
   # (The newest checkpoint, undamaged, scores otherwise: the fallback is visible.)
-  newest_scores = scorer_lib.Scorer.from_workdir(reference).score_array(paths)
   assert np.abs(written - newest_scores).max() > 1e-4
   assert (f'Checkpoint {newest} is damaged (DamagedCheckpointError: its params differ from '
           'their digest') in caplog.text
