@@ -113,11 +113,14 @@ def test_the_train_command_adds_the_quantiles_to_a_workdir_trained_before(
   os.remove(workdir_lib.score_quantiles_path(old))
   plan = trained[0]
   os.remove(workdir_lib.prediction_path(old, plan.last_stage.name, plan.data.train_split))
+  os.remove(workdir_lib.params_file_path(old))  # Nor had it its params file.
   checkpoints = workdir_lib.checkpoint_numbers(old)
   experiment.run(trained_workdir.config(tmp_path_factory), old)
   assert workdir_lib.checkpoint_numbers(old) == checkpoints  # Nothing trained again.
   assert (json.load(open(workdir_lib.score_quantiles_path(old)))
           == json.load(open(workdir_lib.score_quantiles_path(workdir))))
+  assert open(workdir_lib.params_file_path(old), 'rb').read() == open(
+      workdir_lib.params_file_path(workdir), 'rb').read()
   # A damaged file: named with the fix by the Scorer, moved aside and written anew.
   path = workdir_lib.score_quantiles_path(old)
   open(path, 'w').write('{"levels": [0.0, 0.5')
