@@ -14,6 +14,7 @@ from aesthetix.results import experiment
 from aesthetix.runtime import workdir as workdir_lib
 from aesthetix.serving import predict
 from aesthetix.serving import scorer as scorer_lib
+from aesthetix.training import params_file
 from aesthetix.training import quantiles
 from tests import trained_workdir
 
@@ -119,8 +120,12 @@ def test_the_train_command_adds_the_quantiles_to_a_workdir_trained_before(
   assert workdir_lib.checkpoint_numbers(old) == checkpoints  # Nothing trained again.
   assert (json.load(open(workdir_lib.score_quantiles_path(old)))
           == json.load(open(workdir_lib.score_quantiles_path(workdir))))
-  assert open(workdir_lib.params_file_path(old), 'rb').read() == open(
-      workdir_lib.params_file_path(workdir), 'rb').read()
+  with np.load(workdir_lib.params_file_path(old)) as mine, np.load(
+      workdir_lib.params_file_path(workdir)) as theirs:
+    assert sorted(mine.files) == sorted(theirs.files)
+    for name in mine.files:
+      np.testing.assert_array_equal(mine[name], theirs[name])
+  assert params_file.read(old).why is None
   # A damaged file: named with the fix by the Scorer, moved aside and written anew.
   path = workdir_lib.score_quantiles_path(old)
   open(path, 'w').write('{"levels": [0.0, 0.5')
