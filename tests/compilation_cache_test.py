@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -127,15 +128,21 @@ def test_a_named_program_is_loaded_whole_by_the_next_and_computes_the_same(store
   assert len(entries(store)) == 2
 
 
-def test_the_key_follows_the_name_and_the_code(store, monkeypatch):
+def test_the_key_follows_the_name_the_code_and_jaxs_settings(store, monkeypatch):
   doubling('doubling')(batch())
   doubling('tripling')(batch())
   assert len(entries(store)) == 2
-  compilation_cache.code_digest.cache_clear()
   monkeypatch.setattr(compilation_cache, 'code_digest', lambda: 'edited source')
   before = compilation_cache.counts()
   doubling('doubling')(batch())
   assert compilation_cache.since(before)['loaded'] == 0 and len(entries(store)) == 3
+  with jax.default_matmul_precision('highest'):  # Changes what is traced.
+    doubling('doubling')(batch())
+  assert compilation_cache.since(before)['loaded'] == 0 and len(entries(store)) == 4
+  # The cache's own settings do not.
+  settings = dict(jax.config.values, jax_compilation_cache_dir='/elsewhere')
+  assert (compilation_cache.traced_config(settings)
+          == compilation_cache.traced_config(jax.config.values))
 
 
 def test_an_entry_that_does_not_load_is_compiled_again_and_replaced(store, caplog):

@@ -33,7 +33,8 @@ scoring programs) is also kept whole, compiled, in `<dir>/executables/`
 (`jax.experimental.serialize_executable`), under a key of everything that
 decides what it compiles to: its name (the model's configuration), its input
 signature, the sha256 of aesthetix's own source files, the versions of JAX,
-jaxlib and Flax, the backend and its devices, and XLA_FLAGS. A process that
+jaxlib and Flax, the backend and its devices, XLA_FLAGS and JAX's settings
+(but those of caches and logs). A process that
 finds its key loads the executable without tracing. An entry that does not
 load is removed (with a warning) and the program compiled again. At most
 MAX_EXECUTABLES entries are kept, the least recently used removed first; a
@@ -76,6 +77,8 @@ EXECUTABLE_SUFFIX = '.executable'
 MAX_EXECUTABLES = 256
 # The distributions whose code decides what a program compiles to.
 COMPILER_DISTRIBUTIONS = ('jax', 'jaxlib', 'flax')
+# JAX settings whose names hold these words do not change a program.
+IGNORED_SETTING_WORDS = ('cache', 'log')
 # The counter of executables loaded whole.
 LOADED = 'loaded'
 
@@ -269,8 +272,15 @@ def executable_key(name, signature):
       versions={d: importlib.metadata.version(d) for d in COMPILER_DISTRIBUTIONS},
       backend=jax.default_backend(), platform=devices[0].client.platform_version,
       devices=[d.device_kind for d in devices], processes=jax.process_count(),
-      xla_flags=os.environ.get('XLA_FLAGS', ''))
+      xla_flags=os.environ.get('XLA_FLAGS', ''), jax_config=traced_config(jax.config.values))
   return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def traced_config(values):
+  """JAX's settings that can change a traced program (x64, matmul precision,
+  ...): all of them but those of caches and logs, as text."""
+  return {k: str(v) for k, v in sorted(values.items())
+          if not any(word in k for word in IGNORED_SETTING_WORDS)}
 
 
 def _executable_path(key):
