@@ -38,7 +38,7 @@ def second(trained, tmp_path_factory):
   checkpoint), so that its scores differ from the first's."""
   _, workdir = trained
   path = str(tmp_path_factory.mktemp('member') / 'stage1')
-  shutil.copytree(workdir, path, ignore=shutil.ignore_patterns('feature_cache'))
+  trained_workdir.copy(workdir, path, ignore=shutil.ignore_patterns('feature_cache'))
   for n in workdir_lib.checkpoint_numbers(path):
     if n > trained_workdir.STAGE1_EPOCHS:
       shutil.rmtree(os.path.join(workdir_lib.checkpoint_dir(path), str(n)))

@@ -46,8 +46,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 run_py, error_line = run_errors_test.run_py, run_errors_test.error_line
 
 
-# The shared trained workdir, and a copy of it to damage.
+# The shared trained workdir, and copies of it to damage: its files, or its
+# checkpoints' bytes too.
 trained, copy = run_errors_test.trained, run_errors_test.copy
+copy_with_checkpoints = run_errors_test.copy_with_checkpoints
 
 
 @pytest.fixture(scope='module')
@@ -260,8 +262,9 @@ def photo_paths(folder, count=3, shape=(30, 40, 3)):
 
 
 def test_a_flipped_bit_in_the_newest_checkpoint_is_routed_around_by_scoring_and_training(
-    trained, copy, tmp_path, capsys, caplog):
+    trained, copy_with_checkpoints, tmp_path, capsys, caplog):
   plan, reference = trained
+  copy = copy_with_checkpoints
   newest = workdir_lib.checkpoint_numbers(copy)[-1]
   flip_a_bit(copy, newest)
   paths = photo_paths(tmp_path / 'photos')
@@ -389,10 +392,12 @@ def truncate_params(workdir, number):
 LATE_READS_S = 2
 
 
-def test_a_fallback_to_an_older_checkpoint_prints_no_traceback(trained, copy, monkeypatch):
+def test_a_fallback_to_an_older_checkpoint_prints_no_traceback(trained, copy_with_checkpoints,
+                                                               monkeypatch):
   """The late reads of the failed restore reach no hook that prints (pytest has
   its own hook: a recording one stands in for Python's printing one)."""
   plan, _ = trained
+  copy = copy_with_checkpoints
   newest = workdir_lib.checkpoint_numbers(copy)[-1]
   truncate_params(copy, newest)
   _, like = params_like(plan)

@@ -1,7 +1,6 @@
 """The figures of a run: each one written, non-empty, and linked from report.md."""
 
 import os
-import shutil
 
 from absl import flags
 import matplotlib.axes
@@ -29,7 +28,7 @@ def copy(trained, tmp_path):
   """(plan, a copy of the shared trained workdir): the figures are written there."""
   plan, source = trained
   workdir = str(tmp_path / 'run')
-  shutil.copytree(source, workdir)
+  trained_workdir.copy(source, workdir)
   return plan, workdir
 
 
@@ -40,9 +39,13 @@ def test_best_and_worst_pick_the_smallest_and_largest_errors():
   assert best.tolist() == [0, 3] and worst.tolist() == [1, 2]
 
 
-def test_run_py_report_mode_writes_every_figure_and_links_it(copy):
+def test_run_py_report_mode_writes_every_figure_links_it_and_write_all_returns_them(
+    copy, monkeypatch):
   import run  # pylint: disable=g-import-not-at-top
   _, workdir = copy
+  returned, write_all = [], figures.write_all
+  monkeypatch.setattr(figures, 'write_all',
+                      lambda *args: returned.append(write_all(*args)) or returned[-1])
   argv = flags.FLAGS(['run.py', '--mode=report', f'--workdir={workdir}'])
   try:
     assert run.main(argv) == 0
@@ -58,11 +61,8 @@ def test_run_py_report_mode_writes_every_figure_and_links_it(copy):
       # Not a blank canvas: a drawn figure has many colours.
       assert len(image.convert('RGB').getcolors(maxcolors=1 << 20)) > 10
     assert f']({name})' in text
-
-
-def test_write_all_returns_what_it_wrote(copy):
-  plan, workdir = copy
-  paths = figures.write_all(plan, workdir)
+  # What write_all returned to the report mode: the paths it wrote, all in the workdir.
+  paths, = returned
   assert sorted(os.path.basename(p) for p in paths) == sorted(ALL_FIGURES)
   assert all(os.path.dirname(p) == workdir for p in paths)
 
@@ -74,7 +74,7 @@ def test_constant_outputs_reach_every_table_and_figure_as_undefined(trained, tmp
   stop the report: undefined correlations are n/a."""
   plan, source = trained
   workdir = str(tmp_path / 'run')
-  shutil.copytree(source, workdir)
+  trained_workdir.copy(source, workdir)
   for stage in ('stage1', 'stage2'):
     path = workdir_lib.prediction_path(workdir, stage, 'test')
     saved = dict(np.load(path, allow_pickle=True))
@@ -124,7 +124,7 @@ def test_a_rerun_of_the_train_command_keeps_the_figures_in_the_report(trained, t
   from aesthetix.results import experiment  # pylint: disable=g-import-not-at-top
   plan, source = trained
   workdir = str(tmp_path / 'run')
-  shutil.copytree(source, workdir)
+  trained_workdir.copy(source, workdir)
   figures.write_all(plan, workdir)
   # Finished: it rewrites the report only.
   experiment.run(trained_workdir.config(tmp_path_factory), workdir)

@@ -94,7 +94,7 @@ def test_a_workdir_without_quantiles_scores_without_the_column_and_says_so_once(
     trained, tmp_path, caplog):
   plan, workdir = trained
   old = str(tmp_path / 'old')
-  shutil.copytree(workdir, old, ignore=shutil.ignore_patterns('feature_cache'))
+  trained_workdir.copy(workdir, old, ignore=shutil.ignore_patterns('feature_cache'))
   os.remove(workdir_lib.score_quantiles_path(old))
   photo = str(tmp_path / 'photo.png')
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -110,7 +110,7 @@ def test_the_train_command_adds_the_quantiles_to_a_workdir_trained_before(
     trained, tmp_path_factory):
   _, workdir = trained
   old = str(tmp_path_factory.mktemp('before') / 'W')
-  shutil.copytree(workdir, old)
+  trained_workdir.copy(workdir, old)
   os.remove(workdir_lib.score_quantiles_path(old))
   plan = trained[0]
   os.remove(workdir_lib.prediction_path(old, plan.last_stage.name, plan.data.train_split))

@@ -18,7 +18,16 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def copy(trained, tmp_path):
-  """A copy of the trained workdir to damage."""
+  """A copy of the trained workdir to damage (its checkpoints hard-linked: a test
+  that damages a checkpoint's bytes takes `copy_with_checkpoints`)."""
+  path = str(tmp_path / 'run')
+  trained_workdir.copy(trained[1], path)
+  return path
+
+
+@pytest.fixture
+def copy_with_checkpoints(trained, tmp_path):
+  """A copy of the trained workdir, its checkpoints' bytes too, to damage in place."""
   path = str(tmp_path / 'run')
   shutil.copytree(trained[1], path)
   return path

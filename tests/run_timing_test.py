@@ -2,15 +2,14 @@
 metrics.jsonl, the end of the log), TensorBoard's event files (read back with
 TensorBoard's own reader, equal to metrics.jsonl) and the profiler's traces.
 
-One tiny run of run.py (1 + 1 epochs of 3 steps at 32x32, --config.profile_steps=2)
-serves every test here.
+One tiny run of run.py serves every test here: the session's shared user run
+(tests/trained_workdir.py: a folder of rated photos, 1 + 1 epochs of 3 steps
+at 32x32, --config.profile_steps=2), which transfer_test reads too.
 """
 
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,11 +18,11 @@ from tensorboard.backend.event_processing import event_accumulator
 from aesthetix.runtime import phases
 from aesthetix.runtime import workdir as workdir_lib
 from tests import tiny
-from tests import tiny_config
+from tests import trained_workdir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS_PER_EPOCH = -(-tiny_config.SPLIT_SIZES['train'] // tiny.BATCH_SIZE)  # 3
-PROFILE_STEPS = 2
+PROFILE_STEPS = trained_workdir.PROFILE_STEPS
+# 24 training photos of the user run's 30 (the default split), in batches of 8.
+STEPS_PER_EPOCH = 3
 # Every phase this run goes through (it builds its dataset, computes its caches).
 EXPECTED_PHASES = (phases.STARTUP, phases.DATASET, phases.MODEL, phases.CACHE_PASS,
                    phases.TRACING, phases.XLA_COMPILE, phases.TRAIN_STEPS, phases.INPUT_WAIT,
@@ -33,17 +32,15 @@ EXPECTED_PHASES = (phases.STARTUP, phases.DATASET, phases.MODEL, phases.CACHE_PA
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-  root = tmp_path_factory.mktemp('timed_run')
-  workdir = str(root / 'w')
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  out = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'run.py'), '--config=tests/tiny_config.py',
-       f'--config.dataset.data_dir={root / "data"}', f'--workdir={workdir}',
-       '--config.stage1.epochs=1', '--config.stage2.epochs=1',
-       f'--config.profile_steps={PROFILE_STEPS}'],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return workdir, out.stderr
+  """(workdir, run.py's stderr) of the shared user run."""
+  _, workdir, stderr = trained_workdir.user_run(tmp_path_factory)
+  return workdir, stderr
+
+
+def test_the_run_has_the_steps_per_epoch_counted_on_below(run):
+  workdir, _ = run
+  with open(workdir_lib.split_list_path(workdir, 'train')) as f:
+    assert -(-len(f.read().split()) // tiny.BATCH_SIZE) == STEPS_PER_EPOCH
 
 
 def records(workdir):
@@ -115,9 +112,10 @@ def test_tensorboard_holds_what_metrics_jsonl_holds(run):
 def test_tensorboard_has_the_loss_and_the_learning_rate_of_each_step_logged(run):
   workdir, _ = run
   got = scalars(workdir)
-  config = tiny_config.get_config()
+  config = workdir_lib.trained_config(workdir)
   # log_every_steps (50) exceeds an epoch: one point per epoch, at its last step.
-  assert [s for s, _ in got['train/loss']] == [3, 6]
+  assert config.log_every_steps > STEPS_PER_EPOCH
+  assert [s for s, _ in got['train/loss']] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
   epochs = [r for r in records(workdir) if 'validation' in r]
   # An epoch's mean loss is its only logged interval's.
   assert [v for _, v in got['train/loss']] == pytest.approx(

@@ -94,25 +94,16 @@ def test_run_leaves_checkpoints_results_and_report(finished_run, data_dir):
     assert heading in report
 
 
-def test_resume_after_a_kill_mid_stage_gives_identical_params(finished_run, data_dir,
-                                                              tmp_path, monkeypatch):
+def test_resume_after_a_kill_mid_stage_gives_identical_params(killed_in_stage2, finished_run,
+                                                              data_dir, tmp_path):
+  """A kill in the middle of stage 2's second epoch (killed_in_stage2): the resume
+  restores checkpoint 4 with its Adam state and redoes that epoch alone. (A
+  resume at stage 2's start, from stage 1's last checkpoint, is the collapsed and
+  the truncated-checkpoint tests' below.)"""
   config = make_config(data_dir)
   workdir = str(tmp_path / 'resumed')
-  kill_epoch = STAGE1_EPOCHS  # The first epoch of stage 2 (0-based global epoch).
-
-  def then_kill(batches):
-    def batches_then_kill(*args, epoch, **kwargs):
-      for i, batch in enumerate(batches(*args, epoch=epoch, **kwargs)):
-        if epoch == kill_epoch and i == 1:
-          raise Interrupted()
-        yield batch
-    return batches_then_kill
-
-  with monkeypatch.context() as patch:
-    wrap_train_batches(patch, then_kill)
-    with pytest.raises(Interrupted):
-      experiment.run(config, workdir)
-  assert checkpoint.manager(workdir, read_only=True).latest_step() == STAGE1_EPOCHS
+  shutil.copytree(killed_in_stage2, workdir)
+  assert checkpoint.manager(workdir, read_only=True).latest_step() == STAGE1_EPOCHS + 1
   experiment.run(config, workdir)
 
   resumed, uninterrupted = final_params(config, workdir), final_params(config, finished_run)
@@ -382,7 +373,7 @@ def test_a_second_trainer_is_refused_at_once_and_changes_nothing(finished_run, d
 def test_a_damaged_predictions_file_is_moved_aside_and_predicted_again(finished_run,
                                                                       data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
-  shutil.copytree(finished_run, workdir)
+  trained_workdir.copy(finished_run, workdir)
   path = workdir_lib.prediction_path(workdir, 'stage2', 'test')
   data = open(path, 'rb').read()
   open(path, 'wb').write(data[:100])

@@ -23,19 +23,14 @@ from aesthetix.training import trained as trained_lib
 from configs import demo
 from configs import rated_photos
 from tests import cli_test
-from tests import fixtures_data
 from tests import tiny
 from tests import trained_workdir
 
-# A photographer's outputs: two named as the synthetic set's (score, Light),
-# two of their own; ranges unlike the synthetic set's.
-USER_OUTPUTS = {'score': [1, 5], 'sharpness': [0, 1], 'Light': [0, 10], 'mood': [-2, 2]}
+# The user's outputs (trained_workdir.USER_OUTPUTS): these two named as the
+# synthetic set's, the others their own.
 FROM_SOURCE, FRESH = ('score', 'Light'), ('sharpness', 'mood')
 SEED = 3
-TINY_FLAGS = ('--config.dataset.image_size=32', '--config.stage1.epochs=1',
-              '--config.stage2.epochs=1', '--config.stage1.batch_size=8',
-              '--config.stage2.batch_size=8', '--config.eval_batch_size=8',
-              '--config.checkpoint_max_to_keep=1')
+TINY_FLAGS = trained_workdir.USER_TINY_FLAGS
 
 
 @pytest.fixture(scope='module')
@@ -45,9 +40,8 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def photos(tmp_path_factory):
-  root, _ = fixtures_data.make_rated(tmp_path_factory.mktemp('user') / 'photos',
-                                     n_images=30, outputs=USER_OUTPUTS)
-  return str(root)
+  """The user's rated photos (those of the session's shared user run)."""
+  return trained_workdir.user_run(tmp_path_factory)[0]
 
 
 def user_plan(photos, init_from, **model):
@@ -129,12 +123,7 @@ def test_a_checkpoint_of_w_can_be_named(trained, photos):
   assert not np.array_equal(got[key], final[key])
 
 
-# A training run through run.py: tens of seconds on an idle 2-core machine, but
-# a shared one has taken over five minutes.
-TRAIN_TIMEOUT_S = 1800
-
-
-def run_py(*args, timeout=TRAIN_TIMEOUT_S, **env):
+def run_py(*args, timeout=trained_workdir.USER_RUN_TIMEOUT_S, **env):
   """run.py's exit code and stderr, run as a user runs it, in a fresh process."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', **env)
   result = subprocess.run([sys.executable, os.path.join(cli_test.REPO, 'run.py'), *args],
@@ -144,16 +133,11 @@ def run_py(*args, timeout=TRAIN_TIMEOUT_S, **env):
 
 
 @pytest.fixture(scope='module')
-def user_run(trained, photos, tmp_path_factory):
-  """A user's run through run.py, from W (no ImageNet file needed), 1 + 1 epochs."""
-  _, workdir = trained
-  user = str(tmp_path_factory.mktemp('user_run') / 'W')
-  data = str(tmp_path_factory.mktemp('user_data'))
-  code, stderr = run_py('--config=configs/rated_photos.py', f'--workdir={user}',
-                        f'--config.dataset.manual_dir={photos}',
-                        f'--config.dataset.data_dir={data}', f'--config.init_from={workdir}',
-                        *TINY_FLAGS)
-  assert code == 0, stderr[-3000:]
+def user_run(trained, tmp_path_factory):
+  """A user's run through run.py, from W (no ImageNet file needed), 1 + 1 epochs: the
+  session's shared one (trained_workdir.user_run, which run_timing_test reads too)."""
+  del trained  # The user's run starts from it.
+  _, user, stderr = trained_workdir.user_run(tmp_path_factory)
   # The log says which outputs start from W and which are fresh.
   assert (f'outputs from it: {", ".join(FROM_SOURCE)}; fresh outputs: {", ".join(FRESH)}.'
           in stderr), stderr[-3000:]
@@ -203,7 +187,7 @@ def test_a_w_of_another_size_or_architecture_is_refused_before_jax_loads(
     trained, photos, tmp_path, change, flag, message):
   _, workdir = trained
   other = tmp_path / 'other'
-  shutil.copytree(workdir, other, ignore=shutil.ignore_patterns('feature_cache'))
+  trained_workdir.copy(workdir, other, ignore=shutil.ignore_patterns('feature_cache'))
   if change:
     stored = json.load(open(other / workdir_lib.CONFIG_FILE))
     stored[change[0]][change[1]] = change[2]
@@ -222,7 +206,7 @@ def test_a_w_of_another_size_or_architecture_is_refused_before_jax_loads(
 def test_the_python_api_refuses_it_too_before_training_starts(trained, photos, tmp_path):
   _, workdir = trained
   other = tmp_path / 'other'
-  shutil.copytree(workdir, other, ignore=shutil.ignore_patterns('feature_cache'))
+  trained_workdir.copy(workdir, other, ignore=shutil.ignore_patterns('feature_cache'))
   stored = json.load(open(other / workdir_lib.CONFIG_FILE))
   stored['dataset']['image_size'] = 64
   json.dump(stored, open(other / workdir_lib.CONFIG_FILE, 'w'))
