@@ -7,6 +7,8 @@
 #   DEVICE_CHECK_CPU=1 bash bench/device_check.sh # the rehearsal, on a CPU, tiny sizes
 #   DEVICE_CHECK_CPU=1 DEVICE_CHECK_FRESH_VENV=1 bash bench/device_check.sh
 #       # the rehearsal in a fresh venv, installed as the GPU path installs its own
+#       # (on demand: a 2.8 GB install; the tests run the rehearsal in their own
+#       # venv, CI's packages, and check make_venv apart on tiny local wheels)
 #
 # When JAX ($PYTHON, else python3) sees no GPU, or DEVICE_CHECK_FRESH_VENV=1
 # (a machine whose Python has another JAX, or lacks TensorFlow), the GPU path
@@ -20,10 +22,13 @@
 # device_check.md (the table for BENCHMARKS.md). It stops at the first thing
 # that is wrong (no GPU, a failed install, failing tests) with one line saying
 # what, instead of spending the machine's minutes.
+#
+# Sourced (`. bench/device_check.sh`), it defines its functions and settings
+# and runs nothing: tests/device_check_test.py calls make_venv and main so.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-$PWD/device_check_out}"
-WORK="${DEVICE_CHECK_WORK:-$(mktemp -d /tmp/device_check.XXXXXX)}"
+WORK="${DEVICE_CHECK_WORK:-}"
 REHEARSAL="${DEVICE_CHECK_CPU:-0}"
 FRESH_VENV="${DEVICE_CHECK_FRESH_VENV:-0}"
 PY="${PYTHON:-python3}"
@@ -33,9 +38,7 @@ PY="${PYTHON:-python3}"
 INSTALL_LIMIT="${DEVICE_CHECK_INSTALL_LIMIT:-900}"
 TESTS_LIMIT="${DEVICE_CHECK_TESTS_LIMIT:-120}"
 MEASURE_LIMIT="${DEVICE_CHECK_MEASURE_LIMIT:-360}"
-mkdir -p "$OUT" "$WORK"
 LOG="$OUT/device_check.log"
-: > "$LOG"
 START=$(date +%s)
 
 say() { echo "device_check: $*" | tee -a "$LOG"; }
@@ -72,39 +75,47 @@ make_venv() {
   say "installed in $(( $(date +%s) - began )) s"
 }
 
-if [ "$REHEARSAL" = 1 ]; then
-  export JAX_PLATFORMS=cpu
-  say "CPU rehearsal: every step at tiny sizes (these are not GPU numbers)"
-  MEASURE_FLAGS=--rehearsal
-  if [ "$FRESH_VENV" = 1 ]; then make_venv requirements.txt; fi
-else
-  MEASURE_FLAGS=
-  if [ "$FRESH_VENV" = 1 ]; then
-    make_venv requirements-cuda.txt
-  elif [ "$(backend)" != gpu ]; then
-    say "JAX ($PY) sees no GPU: installing its CUDA build"
-    make_venv requirements-cuda.txt
+# The check: a venv where one is needed, the devices, the tests, the table.
+main() {
+  WORK="${WORK:-$(mktemp -d /tmp/device_check.XXXXXX)}"
+  mkdir -p "$OUT" "$WORK"
+  : > "$LOG"
+  if [ "$REHEARSAL" = 1 ]; then
+    export JAX_PLATFORMS=cpu
+    say "CPU rehearsal: every step at tiny sizes (these are not GPU numbers)"
+    MEASURE_FLAGS=--rehearsal
+    if [ "$FRESH_VENV" = 1 ]; then make_venv requirements.txt; fi
+  else
+    MEASURE_FLAGS=
+    if [ "$FRESH_VENV" = 1 ]; then
+      make_venv requirements-cuda.txt
+    elif [ "$(backend)" != gpu ]; then
+      say "JAX ($PY) sees no GPU: installing its CUDA build"
+      make_venv requirements-cuda.txt
+    fi
+    if [ "$(backend)" != gpu ]; then
+      fail "JAX ($PY) sees no GPU: $("$PY" -c 'import jax; print(jax.devices())' 2>&1 | tail -n 1)"
+    fi
+    export JAX_PLATFORMS=cuda  # The tests' conftest would otherwise pick the CPU.
   fi
-  if [ "$(backend)" != gpu ]; then
-    fail "JAX ($PY) sees no GPU: $("$PY" -c 'import jax; print(jax.devices())' 2>&1 | tail -n 1)"
-  fi
-  export JAX_PLATFORMS=cuda  # The tests' conftest would otherwise pick the CPU.
-fi
-"$PY" -c 'import sys, jax; print("jax", jax.__version__, "in", sys.executable, jax.devices())' 2>&1 | tee -a "$LOG" \
-  || fail "JAX does not start"
-command -v nvidia-smi > /dev/null && nvidia-smi -L 2>&1 | tee -a "$LOG"
+  "$PY" -c 'import sys, jax; print("jax", jax.__version__, "in", sys.executable, jax.devices())' 2>&1 | tee -a "$LOG" \
+    || fail "JAX does not start"
+  command -v nvidia-smi > /dev/null && nvidia-smi -L 2>&1 | tee -a "$LOG"
 
-say "tests on the device (limit ${TESTS_LIMIT} s)"
-# -n 0: one module of one test, so pytest.ini's two xdist workers would only
-# start two more processes importing TensorFlow and JAX (the tests took 109 s
-# that way and 65 s in one process, development machine, loaded).
-timeout "$TESTS_LIMIT" "$PY" -m pytest -q -x -n 0 tests/device_smoke_test.py > "$OUT/tests.log" 2>&1 \
-  || fail "the device tests failed or ran over ${TESTS_LIMIT} s: $(tail -n 3 "$OUT/tests.log" | tr '\n' ' ')"
-say "tests passed: $(tail -n 1 "$OUT/tests.log")"
+  say "tests on the device (limit ${TESTS_LIMIT} s)"
+  # -n 0: one module of one test, so pytest.ini's two xdist workers would only
+  # start two more processes importing TensorFlow and JAX (the tests took 109 s
+  # that way and 65 s in one process, development machine, loaded).
+  timeout "$TESTS_LIMIT" "$PY" -m pytest -q -x -n 0 tests/device_smoke_test.py > "$OUT/tests.log" 2>&1 \
+    || fail "the device tests failed or ran over ${TESTS_LIMIT} s: $(tail -n 3 "$OUT/tests.log" | tr '\n' ' ')"
+  say "tests passed: $(tail -n 1 "$OUT/tests.log")"
 
-say "measuring (limit ${MEASURE_LIMIT} s)"
-timeout "$MEASURE_LIMIT" "$PY" -m bench.device_check --out="$OUT" --work="$WORK" $MEASURE_FLAGS \
-  2>&1 | tee -a "$LOG"
-STATUS=${PIPESTATUS[0]}
-[ "$STATUS" = 0 ] || fail "a measurement failed or ran over ${MEASURE_LIMIT} s (status $STATUS; see $LOG)"
-say "done in $(( $(date +%s) - START )) s; the table is in $OUT/device_check.md, the numbers in $OUT/device_check.json"
+  say "measuring (limit ${MEASURE_LIMIT} s)"
+  timeout "$MEASURE_LIMIT" "$PY" -m bench.device_check --out="$OUT" --work="$WORK" $MEASURE_FLAGS \
+    2>&1 | tee -a "$LOG"
+  STATUS=${PIPESTATUS[0]}
+  [ "$STATUS" = 0 ] || fail "a measurement failed or ran over ${MEASURE_LIMIT} s (status $STATUS; see $LOG)"
+  say "done in $(( $(date +%s) - START )) s; the table is in $OUT/device_check.md, the numbers in $OUT/device_check.json"
+}
+
+[ "${BASH_SOURCE[0]}" != "$0" ] || main

@@ -10,6 +10,8 @@ from bench import paired
 from tests import paired_test
 from tests import tiny
 
+SPLITS = ('train', 'validation', 'test')
+
 
 def test_table_rows_and_differences():
   rhos = {(0, 'float32'): {'stage1': (0.3, 0.1), 'stage2': (0.5, 0.2)},
@@ -31,6 +33,8 @@ def test_table_rows_and_differences():
 
 def test_tiny_sweep_runs_both_dtypes_and_reads_back(tmp_path):
   base = tiny.config(tmp_path / 'data', stage1_epochs=1, stage2_epochs=1)
+  # One batch per split: the runs' programs are the same, their steps fewer.
+  base.dataset.builder_kwargs['split_sizes'] = dict.fromkeys(SPLITS, tiny.BATCH_SIZE)
   workdir = str(tmp_path / 'sweep')
   # One seed: both dtypes and the read-back (the paired statistics of several
   # seeds are test_table_rows_and_differences' and paired_test's).
@@ -51,7 +55,7 @@ def test_tiny_sweep_runs_both_dtypes_and_reads_back(tmp_path):
   strip = lambda t: [l.rsplit('|', 3)[0] for l in t.splitlines()]
   assert strip(again) == strip(first)
   # Runs of another config are refused, not read back as this one's.
-  other = tiny.config(tmp_path / 'data', stage1_epochs=1, stage2_epochs=1)
+  other = base.copy_and_resolve_references()  # The sweep's config but for its dropout.
   other.model.dropout = 0.1
   with pytest.raises(workdir_lib.IncompatibleWorkdirError):
     dtype_seeds.sweep(other, [0], workdir)
