@@ -80,9 +80,11 @@ def test_switched_off_it_reads_and_writes_nothing(tmp_path):
 # ------------------------------------------------------------ whole executables
 
 
-def doubling(name):
-  """A named per-device program (a new Program: nothing compiled in it yet)."""
-  return parallel.per_device(lambda x: parallel.psum(x * 2.0 + 1.0),
+def doubling(name, offset):
+  """A named per-device program (a new Program: nothing compiled in it yet).
+  Each test takes offsets of its own: the session's persistent cache must not
+  hold its programs yet (only an executable compiled in the process is kept)."""
+  return parallel.per_device(lambda x: parallel.psum(x * 2.0 + offset),
                              in_specs=(parallel.SHARDED,), out_specs=parallel.REPLICATED,
                              name=name)
 
@@ -91,10 +93,10 @@ def batch(rows=4):
   return parallel.put_batch({'x': np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)})['x']
 
 
-def expected(rows=4):
+def expected(offset, rows=4):
   """What `doubling` gives for `batch(rows)`: each device's rows, doubled plus
-  one, summed over the devices."""
-  x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) * 2 + 1
+  the offset, summed over the devices."""
+  x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) * 2 + offset
   return x.reshape(parallel.device_count(), -1, 3).sum(0)
 
 
@@ -113,65 +115,93 @@ def store(tmp_path, monkeypatch):
 
 def test_a_named_program_is_loaded_whole_by_the_next_and_computes_the_same(store):
   before = compilation_cache.counts()
-  first = np.asarray(doubling('doubling')(batch()))
+  first = np.asarray(doubling('doubling', 1.0)(batch()))
   assert compilation_cache.since(before)['loaded'] == 0
   assert len(entries(store)) == 1
   before = compilation_cache.counts()
-  again = doubling('doubling')
-  second = np.asarray(again(batch()))
+  second = np.asarray(doubling('doubling', 1.0)(batch()))
   done = compilation_cache.since(before)
   assert done['loaded'] == 1 and done['programs'] == 0  # Neither traced nor compiled.
   np.testing.assert_array_equal(second, first)
-  np.testing.assert_array_equal(first, expected())
+  np.testing.assert_array_equal(first, expected(1.0))
   # Another input signature is another program, kept beside the first.
-  doubling('doubling')(batch(8))
+  doubling('doubling', 1.0)(batch(8))
   assert len(entries(store)) == 2
 
 
 def test_the_key_follows_the_name_the_code_and_jaxs_settings(store, monkeypatch):
-  doubling('doubling')(batch())
-  doubling('tripling')(batch())
+  doubling('doubling', 2.0)(batch())
+  doubling('tripling', 3.0)(batch())
   assert len(entries(store)) == 2
-  monkeypatch.setattr(compilation_cache, 'code_digest', lambda: 'edited source')
   before = compilation_cache.counts()
-  doubling('doubling')(batch())
-  assert compilation_cache.since(before)['loaded'] == 0 and len(entries(store)) == 3
-  with jax.default_matmul_precision('highest'):  # Changes what is traced.
-    doubling('doubling')(batch())
-  assert compilation_cache.since(before)['loaded'] == 0 and len(entries(store)) == 4
-  # The cache's own settings do not.
+  monkeypatch.setattr(compilation_cache, 'code_digest', lambda: 'edited source')
+  doubling('doubling', 2.0)(batch())
+  assert compilation_cache.since(before)['loaded'] == 0
+  monkeypatch.undo()
+  monkeypatch.setattr(compilation_cache, 'executables_directory', lambda: str(store))
+  with jax.default_matmul_precision('highest'):  # Can change what is traced.
+    doubling('doubling', 2.0)(batch())
+  assert compilation_cache.since(before)['loaded'] == 0
+  doubling('doubling', 2.0)(batch())  # As it was: found.
+  assert compilation_cache.since(before)['loaded'] == 1
+  # The cache's own settings do not count.
   settings = dict(jax.config.values, jax_compilation_cache_dir='/elsewhere')
   assert (compilation_cache.traced_config(settings)
           == compilation_cache.traced_config(jax.config.values))
 
 
+def test_an_executable_read_from_jaxs_cache_is_not_kept(store):
+  doubling('compiled here', 4.0)(batch())
+  before = compilation_cache.counts()
+  out = np.asarray(doubling('read from the cache', 4.0)(batch()))  # The same program.
+  assert compilation_cache.since(before)['from_cache'] == 1
+  np.testing.assert_array_equal(out, expected(4.0))
+  assert len(entries(store)) == 1
+  doubling('read from the cache', 4.0)(batch())
+  assert compilation_cache.since(before)['loaded'] == 0
+
+
 def test_an_entry_that_does_not_load_is_compiled_again_and_replaced(store, caplog):
-  doubling('doubling')(batch())
+  doubling('doubling', 5.0)(batch())
   (entry,) = entries(store)
   (store / entry).write_bytes(b'not an executable')
   before = compilation_cache.counts()
   with caplog.at_level('WARNING'):
-    out = np.asarray(doubling('doubling')(batch()))
+    out = np.asarray(doubling('doubling', 5.0)(batch()))
   assert compilation_cache.since(before)['loaded'] == 0
   assert any('does not load' in r.getMessage() and entry in r.getMessage()
              for r in caplog.records)
-  np.testing.assert_array_equal(out, expected())
-  before = compilation_cache.counts()
-  doubling('doubling')(batch())  # The replacement loads.
-  assert compilation_cache.since(before)['loaded'] == 1 and entries(store) == [entry]
+  np.testing.assert_array_equal(out, expected(5.0))
+  assert entries(store) == []  # Removed; JAX's cache gave the program, so none replaces it.
+
+
+def test_an_entry_that_loads_but_does_not_run_is_compiled_again(store, monkeypatch, caplog):
+  doubling('doubling', 6.0)(batch())
+  (entry,) = entries(store)
+
+  def broken(*unused_args):
+    raise jax.errors.JaxRuntimeError('NOT_FOUND: Function broadcast_add_fusion not found')
+
+  monkeypatch.setattr(compilation_cache, 'load_executable', lambda key: broken)
+  with caplog.at_level('WARNING'):
+    out = np.asarray(doubling('doubling', 6.0)(batch()))
+  np.testing.assert_array_equal(out, expected(6.0))
+  assert any('did not run' in r.getMessage() and entry in r.getMessage()
+             for r in caplog.records)
+  assert entries(store) == []
 
 
 def test_the_least_recently_used_go_beyond_the_bound(store, monkeypatch):
   monkeypatch.setattr(compilation_cache, 'MAX_EXECUTABLES', 2)
   for i, name in enumerate(('a', 'b', 'c')):
-    doubling(name)(batch())
+    doubling(name, 7.0 + i)(batch())
     for path in store.glob('*' + compilation_cache.EXECUTABLE_SUFFIX):  # Distinct times.
       os.utime(path, (path.stat().st_atime, path.stat().st_mtime - 10))
   assert len(entries(store)) == 2
   before = compilation_cache.counts()
-  doubling('a')(batch())  # The oldest went.
+  doubling('a', 7.0)(batch())  # The oldest went.
   assert compilation_cache.since(before)['loaded'] == 0
-  doubling('c')(batch())
+  doubling('c', 9.0)(batch())
   assert compilation_cache.since(before)['loaded'] == 1
 
 
@@ -179,6 +209,6 @@ def test_with_the_cache_off_nothing_is_kept(tmp_path, monkeypatch):
   monkeypatch.setattr(compilation_cache, 'current_directory', lambda: None)
   assert compilation_cache.executables_directory() is None
   before = compilation_cache.counts()
-  doubling('doubling')(batch())
-  doubling('doubling')(batch())
+  doubling('doubling', 10.0)(batch())
+  doubling('doubling', 10.0)(batch())
   assert compilation_cache.since(before)['loaded'] == 0

@@ -35,8 +35,11 @@ decides what it compiles to: its name (the model's configuration), its input
 signature, the sha256 of aesthetix's own source files, the versions of JAX,
 jaxlib and Flax, the backend and its devices, XLA_FLAGS and JAX's settings
 (but those of caches and logs). A process that
-finds its key loads the executable without tracing. An entry that does not
-load is removed (with a warning) and the program compiled again. At most
+finds its key loads the executable without tracing, and runs it once
+waiting for its result: an entry that does not load or does not run is
+removed (with a warning) and the program compiled again. Only an executable
+compiled in the process is kept (one JAX read from its own cache does not
+serialize whole: on XLA:CPU it loads, then misses its fused kernels). At most
 MAX_EXECUTABLES entries are kept, the least recently used removed first; a
 single process writes and reads them (a multi-process run compiles as usual).
 """
@@ -167,6 +170,13 @@ def counts():
   programs, hits = _COUNTS[PROGRAM_EVENT], _COUNTS[HIT_EVENT]
   return dict(programs=programs, from_cache=hits, compiled=programs - hits,
               written=_COUNTS[WRITE_EVENT], loaded=_COUNTS[LOADED])
+
+
+def cache_hits():
+  """Programs read from JAX's persistent cache so far in this process (counted
+  from the first call on)."""
+  count_programs()
+  return _COUNTS[HIT_EVENT]
 
 
 def since(before):
@@ -315,6 +325,15 @@ def load_executable(key):
     pass
   _COUNTS[LOADED] += 1
   return compiled
+
+
+def discard_executable(key, error):
+  """Removes the entry of `key`, whose executable loaded but did not run (`error`)."""
+  path = _executable_path(key)
+  logging.warning('The stored executable %s did not run (%s: %s); compiling the program '
+                  'again.', path, type(error).__name__, str(error)[:200])
+  if path:
+    _remove(path)
 
 
 def store_executable(key, compiled):

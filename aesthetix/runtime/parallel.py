@@ -353,27 +353,48 @@ class Program:
     self._jitted = jitted
     self._name = name
     self._executables = {}
+    self._untried = {}  # Signature -> store key of a loaded executable not yet run.
+
+  @staticmethod
+  def _signature(args):
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return (tree, tuple((np.shape(x), np.result_type(x), getattr(x, 'weak_type', False))
+                        for x in leaves))
 
   def compile(self, *args):
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    key = (tree, tuple((np.shape(x), np.result_type(x), getattr(x, 'weak_type', False))
-                       for x in leaves))
-    if key not in self._executables:
-      self._executables[key] = self._load_or_compile(args, key)
-    return self._executables[key]
+    signature = self._signature(args)
+    if signature not in self._executables:
+      self._executables[signature] = self._load_or_compile(args, signature)
+    return self._executables[signature]
 
   def _load_or_compile(self, args, signature):
-    stored = (None if self._name is None else compilation_cache.executable_key(
+    key = (None if self._name is None else compilation_cache.executable_key(
         self._name, repr((signature, compiler_options()))))
-    executable = stored and compilation_cache.load_executable(stored)
-    if executable is None:
-      executable = compile_lowered(self._jitted.lower(*args))
-      if stored:
-        compilation_cache.store_executable(stored, executable)
+    executable = key and compilation_cache.load_executable(key)
+    if executable is not None:
+      self._untried[signature] = key
+      return executable
+    hits = compilation_cache.cache_hits()
+    executable = compile_lowered(self._jitted.lower(*args))
+    # An executable JAX read from its cache does not serialize whole (on
+    # XLA:CPU it loads, then misses its fused kernels when run): only one
+    # compiled here is kept.
+    if key and compilation_cache.cache_hits() == hits:
+      compilation_cache.store_executable(key, executable)
     return executable
 
   def __call__(self, *args):
-    return self.compile(*args)(*args)
+    executable = self.compile(*args)
+    key = self._untried.pop(self._signature(args), None) if self._untried else None
+    if key is None:
+      return executable(*args)
+    try:  # A loaded executable's first run: any failure falls back to compiling.
+      return jax.block_until_ready(executable(*args))
+    except jax.errors.JaxRuntimeError as e:
+      compilation_cache.discard_executable(key, e)
+      signature = self._signature(args)
+      self._executables[signature] = compile_lowered(self._jitted.lower(*args))
+      return self._executables[signature](*args)
 
 
 def compile_lowered(lowered):
