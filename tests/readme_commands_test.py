@@ -267,7 +267,7 @@ def sandbox(tmp_path_factory):
     (root / 'PHOTOS' / f'{i}.jpg').write_bytes(fixtures_data.jpeg_bytes(i, size=40))
   _, workdir = trained_workdir.get(tmp_path_factory)
   trained = tmp / 'trained'
-  shutil.copytree(workdir, trained)
+  trained_workdir.copy(workdir, trained)
   return dict(root=root, tfds_home=tfds_home, keras_home=keras_home, data=data,
               trained=trained, fresh=iter(range(1000)))
 
