@@ -86,7 +86,7 @@ def test_a_copy_of_an_older_checkpoint_is_not_read(trained, copy, caplog):
   reading = params_file.read(copy)
   assert reading.params is None and not reading.damaged
   assert f'copies checkpoint {newest - 1}, the newest is {newest}' in reading.why
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     params = trained_lib.load_trained(copy)[2]
   assert_same(params, checkpoint_params(copy, plan))
   assert any('reading the newest checkpoint instead' in r.getMessage() and
@@ -117,7 +117,7 @@ def test_a_damaged_file_is_a_warning_the_checkpoint_serves_and_refresh_mends_it(
   open(path, 'wb').write(bytes(data))
   reading = params_file.read(copy)
   assert reading.params is None and reading.damaged and path in reading.why
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     params = trained_lib.load_trained(copy)[2]
   want = checkpoint_params(copy, plan)
   assert_same(params, want)
@@ -148,7 +148,7 @@ def test_a_full_disk_leaves_no_file_and_a_warning(trained, copy, monkeypatch, ca
   os.remove(path)
   before = sorted(os.listdir(copy))
   monkeypatch.setattr(workdir_lib, 'free_bytes', lambda _: 1000)
-  with caplog.at_level(logging.WARNING):
+  with caplog.at_level(logging.WARNING, logger='absl'):
     assert not params_file.refresh(copy, checkpoint_params(copy, plan))
   assert sorted(os.listdir(copy)) == before  # No file, no temporary.
   assert any('the params file' in r.getMessage() and 'reads the checkpoint' in r.getMessage()

@@ -38,8 +38,10 @@ jaxlib and Flax, the backend and its devices, XLA_FLAGS and JAX's settings
 finds its key loads the executable without tracing, and runs it once
 waiting for its result: an entry that does not load or does not run is
 removed (with a warning) and the program compiled again. Only an executable
-compiled in the process is kept (one JAX read from its own cache does not
-serialize whole: on XLA:CPU it loads, then misses its fused kernels). At most
+compiled in the process is kept: one JAX read from its own cache does not
+serialize whole (on XLA:CPU it loads, then misses its fused kernels), so a
+named program that JAX's cache held is compiled once more, under an option
+at its default value that gives it another key there, and that one is kept. At most
 MAX_EXECUTABLES entries are kept, the least recently used removed first; a
 single process writes and reads them (a multi-process run compiles as usual).
 """
@@ -291,6 +293,12 @@ def traced_config(values):
   ...): all of them but those of caches and logs, as text."""
   return {k: str(v) for k, v in sorted(values.items())
           if not any(word in k for word in IGNORED_SETTING_WORDS)}
+
+
+def keeps_executables():
+  """Whether this process keeps whole executables: the cache on, one process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return executables_directory() is not None and jax.process_count() == 1
 
 
 def _executable_path(key):

@@ -339,6 +339,11 @@ def compiler_options():
   return {YNN_FUSION_OPTION: ''}
 
 
+# An XLA option at its default value: the same program, under another key of
+# JAX's persistent cache (a fresh compile, for an executable kept whole).
+KEPT_WHOLE_OPTIONS = {'xla_embed_ir_in_executable': False}
+
+
 class Program:
   """A jitted function, compiled once per input signature with `compiler_options`.
 
@@ -368,17 +373,21 @@ class Program:
     return self._executables[signature]
 
   def _load_or_compile(self, args, signature):
-    key = (None if self._name is None else compilation_cache.executable_key(
-        self._name, repr((signature, compiler_options()))))
+    key = (compilation_cache.executable_key(self._name, repr((signature, compiler_options())))
+           if self._name is not None and compilation_cache.keeps_executables() else None)
     executable = key and compilation_cache.load_executable(key)
     if executable is not None:
       self._untried[signature] = key
       return executable
+    lowered = self._jitted.lower(*args)
     hits = compilation_cache.cache_hits()
-    executable = compile_lowered(self._jitted.lower(*args))
-    # An executable JAX read from its cache does not serialize whole (on
-    # XLA:CPU it loads, then misses its fused kernels when run): only one
-    # compiled here is kept.
+    executable = compile_lowered(lowered)
+    if key and compilation_cache.cache_hits() > hits:
+      # An executable JAX read from its cache does not serialize whole (on
+      # XLA:CPU it loads, then misses its fused kernels when run): compiled
+      # once more, under options JAX's cache has no entry for, to be kept.
+      hits = compilation_cache.cache_hits()
+      executable = compile_lowered(lowered, KEPT_WHOLE_OPTIONS)
     if key and compilation_cache.cache_hits() == hits:
       compilation_cache.store_executable(key, executable)
     return executable
@@ -397,11 +406,11 @@ class Program:
       return self._executables[signature](*args)
 
 
-def compile_lowered(lowered):
-  """Compiles a lowered program with `compiler_options`, or XLA's defaults
-  when this jaxlib lacks them."""
-  options = compiler_options()
-  if options is None:
+def compile_lowered(lowered, extra=None):
+  """Compiles a lowered program with `compiler_options` (and `extra`), or
+  XLA's defaults (and `extra`) when this jaxlib lacks them."""
+  options = {**(compiler_options() or {}), **(extra or {})}
+  if not options:
     return lowered.compile()
   try:
     return lowered.compile(options)
@@ -409,7 +418,7 @@ def compile_lowered(lowered):
     if 'No such compile option' not in str(e):
       raise
     logging.warning('XLA has no %s option; compiling with its defaults.', YNN_FUSION_OPTION)
-    return lowered.compile()
+    return lowered.compile(extra) if extra else lowered.compile()
 
 
 def _shardings(m, specs):
