@@ -39,12 +39,13 @@ tf.config.set_visible_devices([], 'GPU')
 # The order in which pytest-xdist's two workers take the modules (pytest.ini:
 # --dist loadfile, whole modules, in the order collected: --no-loadscope-reorder).
 # The longest first, so that none of them starts last and runs alone while the
-# other worker idles: the modules that took over 4 min of a whole suite's run
-# on 2 loaded cores (2026-12-01), longest first, with the GPU check's
-# rehearsal (in the suite's own venv since 2026-12-02: about 2 min) after the
-# model's tests. Then the rest, most tests first (xdist's own default order).
-FIRST_MODULES = ('train_test', 'bench_test', 'reproduce_test',
-                 'rated_photos_test', 'multiprocess_test', 'model_test', 'device_check_test',
+# other worker idles: by their share of a whole suite's run on 2 cores
+# (2026-12-02, --durations=40, the multi-process runs, the tests' own
+# training runs, the paper's reproduction, the bench's runs and the GPU
+# check's rehearsal first). Then the rest, most tests first (xdist's own
+# default order).
+FIRST_MODULES = ('multiprocess_test', 'train_test', 'reproduce_test', 'bench_test',
+                 'device_check_test', 'rated_photos_test', 'model_test',
                  'export_test', 'figures_test', 'dtype_seeds_test')
 
 
