@@ -308,11 +308,10 @@ def _executable_path(key):
 
 def load_executable(key):
   """The executable stored under `key` (a jax.stages.Compiled), or None: none
-  stored, the cache off, or several processes. One that does not load is
-  removed, with a warning."""
-  import jax  # pylint: disable=g-import-not-at-top
+  stored, or the cache off (callers ask `keeps_executables` first). One that
+  does not load is removed, with a warning."""
   path = _executable_path(key)
-  if path is None or jax.process_count() > 1:
+  if path is None:
     return None
   try:
     with open(path, 'rb') as f:
@@ -345,12 +344,11 @@ def discard_executable(key, error):
 
 
 def store_executable(key, compiled):
-  """Keeps `compiled` under `key` (nothing when the cache is off, several
-  processes run, or the backend cannot serialize it); then at most
-  MAX_EXECUTABLES entries stay."""
-  import jax  # pylint: disable=g-import-not-at-top
+  """Keeps `compiled` under `key` (nothing when the cache is off or the
+  backend cannot serialize it); then at most MAX_EXECUTABLES entries stay.
+  Callers ask `keeps_executables` first (one process only)."""
   path = _executable_path(key)
-  if path is None or jax.process_count() > 1:
+  if path is None:
     return
   from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
   try:
